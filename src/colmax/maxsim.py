@@ -41,7 +41,7 @@ def maxsim_ragged(
 
     >>> q = np.array([[1.0, 0.0], [0.0, 1.0]])
     >>> d = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
-    >>> maxsim_ragged(q, d, np.array([0, 2, 3])).round(2).tolist()
+    >>> [round(float(s), 2) for s in maxsim_ragged(q, d, np.array([0, 2, 3]))]
     [1.8, 1.0]
     """
     single = queries.ndim == 2
@@ -87,7 +87,7 @@ def maxsim_padded(
     >>> q = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
     >>> d = torch.tensor([[[1.0, 0.0], [0.6, 0.8]], [[0.0, 1.0], [0.0, 0.0]]])
     >>> m = torch.tensor([[True, True], [True, False]])
-    >>> maxsim_padded(q, d, m).round(decimals=2).tolist()
+    >>> [[round(s, 2) for s in row] for row in maxsim_padded(q, d, m).tolist()]
     [[1.8, 1.0]]
     """
     if queries.shape[-1] != docs.shape[-1]:

@@ -3,8 +3,9 @@
 Queries: ``[CLS] [Q] tokens… [SEP]`` then the mask token up to ``query_length`` (query
 augmentation). Documents: ``[CLS] [D] tokens… [SEP]``, cut at ``document_length``, no padding.
 The marker goes after the first special token, as ColBERT and PyLate do. The tokenizer's own
-truncation and padding settings are never used or changed (PyLate saves tokenizers with both
-turned on), so queries and documents can be tokenized at the same time from several threads.
+truncation and padding settings are never used or changed: a private copy of its backend runs
+with both off (PyLate saves tokenizers with both on), so queries and documents can be tokenized
+at the same time from several threads.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from colmax.encoder.config import EncoderConfig
 from colmax.errors import CheckpointFormatError
@@ -21,8 +23,10 @@ from colmax.errors import CheckpointFormatError
 
 @dataclass(frozen=True)
 class SpecialIds:
-    """Token ids the encoder needs, looked up once per tokenizer."""
+    """Token ids the encoder needs, looked up once per tokenizer, and a private copy of the
+    tokenizer's backend with truncation and padding switched off."""
 
+    backend: Any
     query_marker: int
     document_marker: int
     mask: int
@@ -50,7 +54,11 @@ def special_ids(tokenizer: Any, config: EncoderConfig) -> SpecialIds:
         ids = tokenizer(word, add_special_tokens=False)["input_ids"]
         if len(ids) == 1:
             skip.add(int(ids[0]))
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_truncation()
+    backend.no_padding()
     return SpecialIds(
+        backend=backend,
         query_marker=_marker_id(tokenizer, config.query_marker),
         document_marker=_marker_id(tokenizer, config.document_marker),
         mask=int(mask),
@@ -76,10 +84,9 @@ def _marker_id(tokenizer: Any, marker: str) -> int:
 MAX_CHARS_PER_TOKEN = 100
 
 
-def _raw_ids(tokenizer: Any, texts: Sequence[str], limit: int) -> list[list[int]]:
-    backend = tokenizer.backend_tokenizer
+def _raw_ids(ids: SpecialIds, texts: Sequence[str], limit: int) -> list[list[int]]:
     cap = limit * MAX_CHARS_PER_TOKEN
-    encodings = backend.encode_batch([t[:cap] for t in texts], add_special_tokens=True)
+    encodings = ids.backend.encode_batch([t[:cap] for t in texts], add_special_tokens=True)
     return [list(e.ids) for e in encodings]
 
 
@@ -95,7 +102,7 @@ def tokenize_queries(
     tokenizer: Any, texts: Sequence[str], config: EncoderConfig, ids: SpecialIds
 ) -> TokenizedBatch:
     out_ids, attend, truncated = [], [], 0
-    for raw in _raw_ids(tokenizer, texts, config.query_length):
+    for raw in _raw_ids(ids, texts, config.query_length):
         seq, cut = _insert_marker(raw, ids.query_marker, config.query_length)
         truncated += cut
         mask = [1] * len(seq)
@@ -112,7 +119,7 @@ def tokenize_documents(
     tokenizer: Any, texts: Sequence[str], config: EncoderConfig, ids: SpecialIds
 ) -> TokenizedBatch:
     out_ids, attend, truncated = [], [], 0
-    for raw in _raw_ids(tokenizer, texts, config.document_length):
+    for raw in _raw_ids(ids, texts, config.document_length):
         seq, cut = _insert_marker(raw, ids.document_marker, config.document_length)
         truncated += cut
         out_ids.append(seq)

@@ -1,0 +1,1 @@
+"""Scoring documents for a query: reranking caller-given texts, exact search."""
