@@ -23,8 +23,11 @@ $(VENV)/.colmax-installed: pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/colmax demo
 
+# pytest's exit code 5 (no tests collected) is a failure too, not a silent pass.
 test: install
-	$(PY) -m pytest -q
+	@$(PY) -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench scripts

@@ -35,30 +35,52 @@ def _backbone(config: BertConfig, seed: int) -> BertModel:
     return model.eval()
 
 
-def make_stanford(folder: Path, *, dim: int = 16, seed: int = 0, metadata: dict | None = None,
-                  config: BertConfig | None = None) -> Path:
+def make_stanford(
+    folder: Path,
+    *,
+    dim: int = 16,
+    seed: int = 0,
+    metadata: dict | None = None,
+    config: BertConfig | None = None,
+) -> Path:
     """HF_ColBERT layout: one weights file with ``bert.*`` and ``linear.weight``."""
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = _tokenizer_files(folder)
     config = config or BertConfig(vocab_size=tokenizer.vocab_size, **TINY)
     model = _backbone(config, seed)
     state = {f"bert.{k}": v.contiguous() for k, v in model.state_dict().items()}
-    state["linear.weight"] = torch.randn(dim, config.hidden_size, generator=torch.Generator().manual_seed(seed + 1))
+    state["linear.weight"] = torch.randn(
+        dim, config.hidden_size, generator=torch.Generator().manual_seed(seed + 1)
+    )
     save_file(state, str(folder / "model.safetensors"))
     cfg = config.to_dict()
     cfg["architectures"] = ["HF_ColBERT"]
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
-    meta = {"query_token_id": "[unused0]", "doc_token_id": "[unused1]", "query_maxlen": 24,
-            "doc_maxlen": 40, "dim": dim, "mask_punctuation": True,
-            "attend_to_mask_tokens": True, "some_future_key": [1, 2]}
+    meta = {
+        "query_token_id": "[unused0]",
+        "doc_token_id": "[unused1]",
+        "query_maxlen": 24,
+        "doc_maxlen": 40,
+        "dim": dim,
+        "mask_punctuation": True,
+        "attend_to_mask_tokens": True,
+        "some_future_key": [1, 2],
+    }
     meta.update(metadata or {})
     (folder / "artifact.metadata").write_text(json.dumps(meta, indent=4))
     return folder
 
 
-def make_pylate(folder: Path, *, dim: int = 16, seed: int = 0, bias: bool = False,
-                st_config: dict | None = None, config: BertConfig | None = None,
-                weights: str = "safetensors") -> Path:
+def make_pylate(
+    folder: Path,
+    *,
+    dim: int = 16,
+    seed: int = 0,
+    bias: bool = False,
+    st_config: dict | None = None,
+    config: BertConfig | None = None,
+    weights: str = "safetensors",
+) -> Path:
     """PyLate layout: transformer at the root, projection in ``1_Dense``; the tokenizer is
     saved with truncation and [MASK] padding switched on, as PyLate does."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -67,21 +89,40 @@ def make_pylate(folder: Path, *, dim: int = 16, seed: int = 0, bias: bool = Fals
     model = _backbone(config, seed)
     model.save_pretrained(str(folder))
     tok_json = json.loads((folder / "tokenizer.json").read_text())
-    tok_json["truncation"] = {"direction": "Right", "max_length": 29, "strategy": "LongestFirst", "stride": 0}
-    tok_json["padding"] = {"strategy": {"Fixed": 29}, "direction": "Right", "pad_to_multiple_of": None,
-                           "pad_id": 103, "pad_type_id": 0, "pad_token": "[MASK]"}
+    tok_json["truncation"] = {
+        "direction": "Right",
+        "max_length": 29,
+        "strategy": "LongestFirst",
+        "stride": 0,
+    }
+    tok_json["padding"] = {
+        "strategy": {"Fixed": 29},
+        "direction": "Right",
+        "pad_to_multiple_of": None,
+        "pad_id": 103,
+        "pad_type_id": 0,
+        "pad_token": "[MASK]",
+    }
     (folder / "tokenizer.json").write_text(json.dumps(tok_json))
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
     ]
     (folder / "modules.json").write_text(json.dumps(modules))
-    st = {"query_prefix": "[unused0]", "document_prefix": "[unused1]", "query_length": 20,
-          "document_length": 30, "attend_to_expansion_tokens": False,
-          "skiplist_words": list(string.punctuation), "similarity_fn_name": "MaxSim"}
+    st = {
+        "query_prefix": "[unused0]",
+        "document_prefix": "[unused1]",
+        "query_length": 20,
+        "document_length": 30,
+        "attend_to_expansion_tokens": False,
+        "skiplist_words": list(string.punctuation),
+        "similarity_fn_name": "MaxSim",
+    }
     st.update(st_config or {})
     (folder / "config_sentence_transformers.json").write_text(json.dumps(st, indent=2))
-    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": st["document_length"] - 1}))
+    (folder / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": st["document_length"] - 1})
+    )
     dense = folder / "1_Dense"
     dense.mkdir()
     g = torch.Generator().manual_seed(seed + 1)
@@ -92,8 +133,9 @@ def make_pylate(folder: Path, *, dim: int = 16, seed: int = 0, bias: bool = Fals
         save_file(tensors, str(dense / "model.safetensors"))
     else:
         torch.save(tensors, str(dense / "pytorch_model.bin"))
-    (dense / "config.json").write_text(json.dumps({"in_features": config.hidden_size,
-                                                   "out_features": dim, "bias": bias}))
+    (dense / "config.json").write_text(
+        json.dumps({"in_features": config.hidden_size, "out_features": dim, "bias": bias})
+    )
     return folder
 
 

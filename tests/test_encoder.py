@@ -8,11 +8,11 @@ import string
 import numpy as np
 import pytest
 import torch
+from checkpoint_factory import make_pylate, make_stanford
 from safetensors.torch import load_file
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
-from checkpoint_factory import make_pylate, make_stanford
-from colmax.encoder import EncodeStats, Encoder
+from colmax.encoder import Encoder, EncodeStats
 from colmax.errors import CheckpointFormatError, DimensionMismatchError, InputError
 
 DOCS = [
@@ -24,13 +24,24 @@ DOCS = [
 QUERIES = ["what is late interaction?", "short", " ".join(["many words"] * 40)]
 
 
-def reference_vectors(folder, text, *, query, marker, length, expansion, attend_mask,
-                      skip=string.punctuation, dense_dir=None, prefix=""):
+def reference_vectors(
+    folder,
+    text,
+    *,
+    query,
+    marker,
+    length,
+    expansion,
+    attend_mask,
+    skip=string.punctuation,
+    dense_dir=None,
+    prefix="",
+):
     """Plain transformers, one text at a time, with ColBERT's recipe written out by hand."""
     tokenizer = BertTokenizerFast.from_pretrained(str(folder))
     ids = tokenizer(text, add_special_tokens=True, truncation=False, padding=False)["input_ids"]
     if len(ids) + 1 > length:
-        ids = ids[: length - 2] + [ids[-1]]
+        ids = [*ids[: length - 2], ids[-1]]
     ids = [ids[0], tokenizer.convert_tokens_to_ids(marker), *ids[1:]]
     attention = [1] * len(ids)
     if query and expansion:
@@ -44,7 +55,9 @@ def reference_vectors(folder, text, *, query, marker, length, expansion, attend_
     model.load_state_dict(state, strict=False)
     dense = load_file(str((dense_dir or folder) / ("model.safetensors")))
     with torch.no_grad():
-        hidden = model(input_ids=torch.tensor([ids]), attention_mask=torch.tensor([attention]))[0][0]
+        hidden = model(input_ids=torch.tensor([ids]), attention_mask=torch.tensor([attention]))[0][
+            0
+        ]
         out = hidden @ dense["linear.weight"].T
         if "linear.bias" in dense:
             out = out + dense["linear.bias"]
@@ -77,13 +90,29 @@ def test_stanford_vectors_match_reference(stanford_dir):
     queries = enc.encode_queries(QUERIES)
     docs = enc.encode_documents(DOCS)
     for text, got in zip(QUERIES, queries):
-        ref = reference_vectors(stanford_dir, text, query=True, marker="[unused0]", length=24,
-                                expansion=True, attend_mask=True, prefix="bert.")
+        ref = reference_vectors(
+            stanford_dir,
+            text,
+            query=True,
+            marker="[unused0]",
+            length=24,
+            expansion=True,
+            attend_mask=True,
+            prefix="bert.",
+        )
         assert got.shape == (24, 16) and got.dtype == np.float16
         np.testing.assert_allclose(got.astype(np.float32), ref, atol=2e-3)
     for text, got in zip(DOCS, docs):
-        ref = reference_vectors(stanford_dir, text, query=False, marker="[unused1]", length=40,
-                                expansion=False, attend_mask=False, prefix="bert.")
+        ref = reference_vectors(
+            stanford_dir,
+            text,
+            query=False,
+            marker="[unused1]",
+            length=40,
+            expansion=False,
+            attend_mask=False,
+            prefix="bert.",
+        )
         assert got.shape == ref.shape
         np.testing.assert_allclose(got.astype(np.float32), ref, atol=2e-3)
 
@@ -93,12 +122,28 @@ def test_pylate_vectors_match_reference_and_ignore_tokenizer_padding(pylate_dir)
     assert enc.identity.layout == "pylate"
     assert (enc.config.query_length, enc.config.document_length) == (20, 30)
     for text, got in zip(QUERIES, enc.encode_queries(QUERIES)):
-        ref = reference_vectors(pylate_dir, text, query=True, marker="[unused0]", length=20,
-                                expansion=True, attend_mask=False, dense_dir=pylate_dir / "1_Dense")
+        ref = reference_vectors(
+            pylate_dir,
+            text,
+            query=True,
+            marker="[unused0]",
+            length=20,
+            expansion=True,
+            attend_mask=False,
+            dense_dir=pylate_dir / "1_Dense",
+        )
         np.testing.assert_allclose(got.astype(np.float32), ref, atol=2e-3)
     for text, got in zip(DOCS, enc.encode_documents(DOCS)):
-        ref = reference_vectors(pylate_dir, text, query=False, marker="[unused1]", length=30,
-                                expansion=False, attend_mask=False, dense_dir=pylate_dir / "1_Dense")
+        ref = reference_vectors(
+            pylate_dir,
+            text,
+            query=False,
+            marker="[unused1]",
+            length=30,
+            expansion=False,
+            attend_mask=False,
+            dense_dir=pylate_dir / "1_Dense",
+        )
         np.testing.assert_allclose(got.astype(np.float32), ref, atol=2e-3)
 
 
@@ -195,8 +240,9 @@ def test_stanford_checkpoint_saves_to_pylate_layout(stanford_dir, tmp_path):
     again = Encoder.load(enc.save(tmp_path / "converted"), precision="fp32")
     assert again.identity.layout == "pylate"
     assert again.config.attend_to_expansion_tokens is True
-    np.testing.assert_allclose(enc.encode_queries(QUERIES)[0], again.encode_queries(QUERIES)[0],
-                               atol=2e-3)
+    np.testing.assert_allclose(
+        enc.encode_queries(QUERIES)[0], again.encode_queries(QUERIES)[0], atol=2e-3
+    )
 
 
 def test_pytorch_bin_dense_weights_load(tmp_path):
@@ -210,7 +256,7 @@ def test_pytorch_bin_dense_weights_load(tmp_path):
 def test_missing_projection_names_the_file(tmp_path):
     folder = make_pylate(tmp_path / "m")
     (folder / "1_Dense" / "model.safetensors").unlink()
-    with pytest.raises(CheckpointFormatError, match="1_Dense.*no weights file"):
+    with pytest.raises(CheckpointFormatError, match=r"1_Dense.*no weights file"):
         Encoder.load(folder)
 
 
@@ -230,13 +276,15 @@ def test_wrong_backbone_tensor_shape_is_named(tmp_path):
     cfg = json.loads((folder / "config.json").read_text())
     cfg["intermediate_size"] = 65
     (folder / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointFormatError, match=r"intermediate\.dense\.(weight|bias).* has shape .* implies"):
+    with pytest.raises(
+        CheckpointFormatError, match=r"intermediate\.dense\.(weight|bias).* has shape .* implies"
+    ):
         Encoder.load(folder)
 
 
 def test_declared_dim_disagreeing_with_weights(tmp_path):
     folder = make_stanford(tmp_path / "d", metadata={"dim": 128})
-    with pytest.raises(CheckpointFormatError, match="dim 128.*projects to 16"):
+    with pytest.raises(CheckpointFormatError, match=r"dim 128.*projects to 16"):
         Encoder.load(folder)
 
 

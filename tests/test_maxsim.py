@@ -59,8 +59,9 @@ def test_query_mask_drops_query_positions():
 def test_float16_input_scores_like_float32():
     rng = np.random.default_rng(0)
     q, docs = unit(rng, 32, 16), [unit(rng, 40, 16) for _ in range(3)]
-    a = maxsim_ragged(q.astype(np.float16), np.concatenate(docs).astype(np.float16),
-                      ragged_offsets(docs))
+    a = maxsim_ragged(
+        q.astype(np.float16), np.concatenate(docs).astype(np.float16), ragged_offsets(docs)
+    )
     b = maxsim_ragged(q, np.concatenate(docs), ragged_offsets(docs))
     np.testing.assert_allclose(a, b, atol=0.05)
 

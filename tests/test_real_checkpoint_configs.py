@@ -11,14 +11,13 @@ import shutil
 import string
 
 import numpy as np
-import pytest
 import torch
+from checkpoint_factory import copy_fixture_configs
+from conftest import shared_path
 from safetensors.torch import save_file
 from transformers import BertConfig, BertModel
 
-from checkpoint_factory import copy_fixture_configs
 from colmax.encoder import Encoder
-from conftest import shared_path
 
 
 def _random_backbone_weights(config_path, prefix=""):
@@ -52,8 +51,13 @@ def test_answerai_colbert_small_pylate_layout(tmp_path):
 
 def test_colbertv2_stanford_layout_with_real_artifact_metadata(tmp_path):
     src = shared_path("fixtures", "checkpoints", "colbertv2.0")
-    meta = shared_path("fixtures", "checkpoints", "_artifact_metadata_examples",
-                       "elibrowne-focused-legal-rag", "artifact.metadata")
+    meta = shared_path(
+        "fixtures",
+        "checkpoints",
+        "_artifact_metadata_examples",
+        "elibrowne-focused-legal-rag",
+        "artifact.metadata",
+    )
     vocab = shared_path("fixtures", "checkpoints", "answerai-colbert-small-v1", "vocab.txt")
     folder = copy_fixture_configs(src, tmp_path / "colbertv2")
     shutil.copy(vocab, folder / "vocab.txt")
@@ -70,5 +74,7 @@ def test_colbertv2_stanford_layout_with_real_artifact_metadata(tmp_path):
     q = enc.encode_queries(["a legal question"])[0]
     docs = enc.encode_documents(["The court held, in short: no.", "word " * 400])
     assert q.shape == (32, 128)
-    assert docs[0].shape[0] == 9  # [CLS] [D] the court held in short no [SEP]: 2 commas/colon/period gone
+    assert (
+        docs[0].shape[0] == 9
+    )  # [CLS] [D] the court held in short no [SEP]: 2 commas/colon/period gone
     assert docs[1].shape[0] == 256

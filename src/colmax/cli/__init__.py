@@ -1,0 +1,1 @@
+"""The ``colmax`` command line (see ``main.py``)."""
