@@ -50,7 +50,7 @@ class Index:
         self,
         root: Path,
         manifest: dict[str, Any],
-        encoder: Encoder,
+        encoder: Encoder | None,
         store: DocStore,
         *,
         readonly: bool,
@@ -60,7 +60,8 @@ class Index:
         self.path = root
         self.manifest = manifest
         self.dim: int = int(manifest["dim"])
-        self.encoder = encoder
+        self._encoder = encoder
+        self._encoder_mutex = threading.Lock()
         self.readonly = readonly
         self.lock_timeout = lock_timeout
         self.chunk_tokens = chunk_tokens
@@ -147,12 +148,20 @@ class Index:
         store = DocStore(root / fmt.DOCS_DB, readonly=readonly)
         try:
             VectorStore(root, int(manifest["dim"])).check(store.segment_ends())
-            encoder = model if model is not None else load_recorded_model(manifest, root)
         except BaseException:
             store.close()
             raise
         options = {"lock_timeout": lock_timeout, "chunk_tokens": chunk_tokens}
-        return cls(root, manifest, encoder, store, readonly=readonly, **options)
+        return cls(root, manifest, model, store, readonly=readonly, **options)
+
+    @property
+    def encoder(self) -> Encoder:
+        """The index's model; without one given to :meth:`open`, the recorded model is loaded
+        on first use, so get/delete/info never pay for loading it."""
+        with self._encoder_mutex:
+            if self._encoder is None:
+                self._encoder = load_recorded_model(self.manifest, self.path)
+            return self._encoder
 
     # ------------------------------------------------------------------ writing
 
