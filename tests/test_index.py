@@ -155,9 +155,10 @@ def test_delete_tombstones_and_keeps_other_ids_stable(index, query_vectors):
     assert index.get("everest") is None and "cat" not in index
     after = index.search_vectors(query_vectors[query], k=len(CORPUS))
     assert "everest" not in ids(after) and "cat" not in ids(after)
-    assert {h.id: h.score for h in after} == {
-        i: s for i, s in before.items() if i not in ("everest", "cat")
-    }
+    # the same scores as before (up to float32 summation order: BLAS blocks by matrix shape)
+    assert {h.id: h.score for h in after} == pytest.approx(
+        {i: s for i, s in before.items() if i not in ("everest", "cat")}, rel=1e-5
+    )
     info = index.info()
     assert (info["documents"], info["deleted"]) == (len(CORPUS) - 2, 2)
     # a deleted id can be added again, and gets a new internal id

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from colmax import __version__
-from colmax.cli import render
+from colmax.cli import eval_cmd, render
 from colmax.cli.render import err, out, plural
 
 app = typer.Typer(
@@ -382,6 +382,11 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+# --------------------------------------------------------------------------- eval
+
+app.command("eval")(handle_errors(eval_cmd.eval_command))
 
 
 # --------------------------------------------------------------------------- demo

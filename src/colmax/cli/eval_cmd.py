@@ -1,0 +1,105 @@
+"""``colmax eval``: score a retrieval method on a BEIR folder (body of the command).
+
+Kept out of ``main.py`` so that file stays short; the library work is
+:func:`colmax.eval.runner.run_eval`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from colmax.cli import render
+from colmax.cli.render import err, out
+
+SHOWN = ("ndcg@10", "recall@100", "mrr@10", "map@100", "recall@10")
+
+
+def eval_command(
+    data_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv.",
+            show_default=False,
+        ),
+    ],
+    split: Annotated[str, typer.Option("--split", help="The qrels split.")] = "test",
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="colmax, colmax-exact, bm25, biencoder, maxsim-raw, hybrid, bm25>colmax, "
+            "biencoder>colmax.",
+        ),
+    ] = "colmax",
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="The colmax model (bundled name or folder)."),
+    ] = None,
+    index_dir: Annotated[
+        Path | None,
+        typer.Option("--index-dir", help="Keep the colmax index here; a rerun reuses it."),
+    ] = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="Documents retrieved per query.")] = 100,
+    queries_from: Annotated[
+        Path | None,
+        typer.Option("--queries-from", help="Take the queries from this BEIR folder instead."),
+    ] = None,
+    fusion: Annotated[
+        str, typer.Option("--fusion", help="hybrid: rrf (k=60) or weighted (min-max).")
+    ] = "rrf",
+    weight: Annotated[
+        float,
+        typer.Option("--weight", min=0.0, max=1.0, help="hybrid weighted: colmax's share."),
+    ] = 0.5,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object as the last line of stdout.")
+    ] = False,
+) -> None:
+    """Evaluate a retrieval METHOD on DATA_DIR (nDCG@10, recall@100, MRR@10, MAP@100)."""
+    from colmax.eval.runner import run_eval
+
+    result = run_eval(
+        data_dir,
+        method=method,
+        split=split,
+        model=model,
+        index_dir=index_dir,
+        k=k,
+        queries_from=queries_from,
+        fusion=fusion,
+        weight=weight,
+        progress=err.is_terminal,
+    )
+    if as_json:
+        import json
+
+        # One line, last on stdout, so scripts can take stdout's last line.
+        print(json.dumps(result, ensure_ascii=False), flush=True)
+        return
+    out.print(_table(result))
+
+
+def _table(result: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    title = f"{result['method']} on {result['dataset']} ({result['split']})"
+    table = Table(title=title, title_justify="left")
+    for name in SHOWN:
+        table.add_column(name, justify="right")
+    table.add_column("queries", justify="right")
+    table.add_column("encode s", justify="right")
+    table.add_column("search ms/q", justify="right")
+    table.add_row(
+        *(f"{result[m]:.4f}" for m in SHOWN),
+        f"{result['num_queries']:,}",
+        f"{result['encode_s']:.1f}",
+        f"{result['search_ms_per_query']:.1f}",
+    )
+    render.note(
+        f"model {result['model']}, {result['threads']} threads, "
+        f"{result['num_docs']:,} documents, {result['skipped_queries']:,} unjudged queries skipped"
+    )
+    return table
