@@ -74,7 +74,7 @@ class Encoder:
         *,
         threads: int | None = None,
         precision: str = "auto",
-        batch_size: int = 32,
+        batch_size: int = 16,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
@@ -102,13 +102,15 @@ class Encoder:
         dim: int | None = None,
         threads: int | None = None,
         precision: str = "auto",
-        batch_size: int = 32,
+        batch_size: int = 16,
     ) -> Encoder:
         """Load a bundled model (``None`` = the default) or a local checkpoint folder.
 
         ``dim`` keeps the first ``dim`` output dimensions (Matryoshka) and renormalises.
         ``precision="auto"`` runs the transformer under bfloat16 autocast where the CPU has
         native bf16 (cosine to fp32 vectors ~0.9999, see bench/encode.py), else fp32.
+        ``batch_size``: texts per forward pass; 16 was fastest under bf16 at 1 and 2 threads
+        in docs/bench/encode.md (length-sorted batches leave little padding either way).
         """
         ckpt = load_checkpoint(name_or_path)
         model = ColbertModel(ckpt.backbone, ckpt.projection_weight, ckpt.projection_bias)

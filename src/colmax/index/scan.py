@@ -74,23 +74,22 @@ def search_queries(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`exact_top_k` for ``[query_len, dim]`` queries of any lengths.
 
-    Queries of one length are stacked and share passes over the vectors, as many per pass as
-    the similarity budget allows.
+    Queries share passes over the vectors, as many per pass as the similarity budget allows.
+    Shorter queries are padded with zero vectors: a zero row adds max(0) = 0 to every score,
+    so padding is exact, and one pass serves queries of every length (grouping by length
+    instead costs one pass over the corpus per distinct length).
     """
     empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
-    found = [empty] * len(queries)
     if not len(layout):
-        return found
-    by_length: dict[int, list[int]] = {}
+        return [empty] * len(queries)
+    longest = max(len(q) for q in queries)
+    dim = queries[0].shape[-1]
+    stacked = np.zeros((len(queries), longest, dim), dtype=np.float32)
     for i, q in enumerate(queries):
-        by_length.setdefault(len(q), []).append(i)
-    for q_len, members in by_length.items():
-        for part in query_groups(len(members), q_len, layout.chunk_tokens):
-            group = members[part]
-            stacked = np.stack([queries[i] for i in group])
-            results = exact_top_k(stacked, layout, store, k)
-            for i, result in zip(group, results, strict=True):
-                found[i] = result
+        stacked[i, : len(q)] = q
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    for part in query_groups(len(queries), longest, layout.chunk_tokens):
+        found.extend(exact_top_k(stacked[part], layout, store, k))
     return found
 
 
