@@ -115,6 +115,8 @@ SPECS: tuple[Spec, ...] = (
          batch_size=64),
     Spec("colmax-bf16-b32-no_grad", "Encoder bf16, torch.no_grad instead of inference_mode",
          "colmax", precision="bf16", grad_mode="no_grad"),
+    Spec("colmax-bf16w-b8", "backbone weights cast to bf16 once (no autocast), batch 8",
+         "bf16-weights", batch_size=8),
     Spec("colmax-bf16w-b16", "backbone weights cast to bf16 once (no autocast), batch 16; "
          "built here, not an Encoder option", "bf16-weights", batch_size=16, latency=True),
     Spec("colmax-bf16w-b32", "backbone weights cast to bf16 once (no autocast), batch 32",
@@ -720,7 +722,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         "",
         "Command"
         + (
-            " (later runs re-measured rows that had run contended):"
+            " (later --resume runs measured missing or contended rows):"
             if len(report["runs"]) > 1
             else ":"
         ),
@@ -772,7 +774,10 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         lines += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in report["skipped"].items())]
     if report.get("notes"):
         lines += ["", "## Notes", "", *(f"- {note}" for note in report["notes"])]
-    lines += ["", "## What we keep", "", *summary(report)]
+    lines += ["", "## What we keep", ""]
+    if report.get("conclusion"):
+        lines += [report["conclusion"], ""]
+    lines += summary(report)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -901,6 +906,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--note", action="append", default=[], help="a line for the report's notes (repeatable)"
     )
     p.add_argument(
+        "--conclusion", default="", help="a paragraph for 'What we keep' (with --render-only)"
+    )
+    p.add_argument(
         "--render-only", action="store_true", help="rewrite --md from --json (and --note)"
     )
     p.add_argument("--json", type=Path, default=REPO_ROOT / "docs" / "bench" / "encode.json")
@@ -913,6 +921,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.render_only:
         report = json.loads(args.json.read_text(encoding="utf-8"))
         report.setdefault("notes", []).extend(args.note)
+        if args.conclusion:
+            report["conclusion"] = args.conclusion
         save(report, args)
         print(f"re-rendered {args.md} from {args.json}")
         return
