@@ -35,7 +35,6 @@ Results go to ``docs/bench/encode.json`` and ``docs/bench/encode.md``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import logging
@@ -45,7 +44,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,18 +142,7 @@ class Runner:
 class NoGradEncoder(Encoder):
     """``Encoder`` with ``torch.no_grad`` where colmax uses ``torch.inference_mode``."""
 
-    @contextlib.contextmanager
-    def _runtime(self) -> Iterator[None]:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            with (
-                torch.no_grad(),
-                torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.use_bf16),
-            ):
-                yield
-        finally:
-            torch.set_num_threads(previous)
+    grad_mode = torch.no_grad
 
 
 class OrtBackbone(nn.Module):

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,6 +65,9 @@ def cpu_has_fast_bf16() -> bool:
 
 class Encoder:
     """A ColBERT encoder loaded from a local checkpoint folder or a bundled model name."""
+
+    #: the autograd mode encoding runs under (bench/encode.py compares torch.no_grad)
+    grad_mode: Any = torch.inference_mode
 
     def __init__(
         self,
@@ -243,7 +247,7 @@ class Encoder:
         torch.set_num_threads(self.threads)
         try:
             with (
-                torch.inference_mode(),
+                self.grad_mode(),
                 torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.use_bf16),
             ):
                 yield
