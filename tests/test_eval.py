@@ -194,9 +194,14 @@ def test_index_reuse_hybrid_and_two_stage(beir: Path, tmp_path: Path) -> None:
     index = tmp_path / "idx"
     first = run_cli(beir, "--index-dir", index)
     assert first["index_reused"] is False and first["encode_s"] > 0
+    assert first["nbits"] == 2 and first["dim"] == 384 and first["index_bytes"] > 0
+    assert first["search_p50_ms"] > 0 and first["search_qps"] > 0 and first["bytes_per_token"] > 0
     exact = run_cli(beir, "--method", "colmax-exact", "--index-dir", index)
-    assert exact["doc_vectors"] == "index"
+    assert exact["doc_vectors"] == "encoded" and exact["encode_s"] == first["encode_s"]
+    # a corpus this small stays uncompressed in the index: the same ranking
     assert exact["ndcg@10"] == pytest.approx(first["ndcg@10"], abs=1e-4)
+    small = run_cli(beir, "--method", "colmax", "--dim", "64", "--nbits", "4")
+    assert (small["dim"], small["nbits"]) == (64, 4) and small["ndcg@10"] > 0.5
     from colmax.eval.methods import clear_cache
 
     clear_cache()  # as a new process would: the second run must read the folder

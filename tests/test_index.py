@@ -104,13 +104,10 @@ def test_exact_search_equals_brute_force_maxsim(index, default_encoder):
     hits = index.search(query, k=len(CORPUS))
     assert ids(hits) == [str(CORPUS[i]["id"]) for i in order]
     np.testing.assert_allclose([h.score for h in hits], scores[order], rtol=1e-5)
-    # the stored vectors are exactly what the encoder produced
-    for doc, vectors in zip(CORPUS, docs, strict=True):
-        internal = index._store.live_internal_ids([str(doc["id"])])[str(doc["id"])]
-        seg, start, length = index._store.conn.execute(
-            "SELECT segment, start, length FROM documents WHERE internal_id = ?", (internal,)
-        ).fetchone()
-        np.testing.assert_array_equal(index._vectors.rows(seg, start, start + length), vectors)
+    # an index this small keeps raw vectors: exactly what the encoder produced, in order
+    (part,) = index._current().parts
+    assert part.kind == "raw" and index.info()["centroids"] == 0
+    np.testing.assert_array_equal(part.bundle["vectors"], np.concatenate(docs))
 
 
 def test_search_vectors_and_search_many_agree_with_search(index, query_vectors):
@@ -248,33 +245,20 @@ def test_empty_index_returns_no_hits(tmp_path, default_encoder):
         assert idx.search("anything") == []
 
 
-def test_chunked_search_matches_unchunked(index, default_encoder, query_vectors):
-    path = index.path
-    with Index.open(path, model=default_encoder, chunk_tokens=16) as small:
-        layout = small._current_layout()
-        assert len(layout.chunks) > 3
-        for vectors in query_vectors.values():
-            expected = index.search_vectors(vectors, k=7)
-            got = small.search_vectors(vectors, k=7)
-            assert ids(got) == ids(expected)
-            np.testing.assert_allclose(
-                [h.score for h in got], [h.score for h in expected], rtol=1e-5
-            )
-
-
-def test_segments_roll_over(tmp_path, default_encoder, built, query_vectors):
+def test_many_small_adds_make_parts_that_search_like_one(
+    tmp_path, default_encoder, built, query_vectors
+):
     q = query_vectors["what is the capital of France"]
-    with Index.create(tmp_path / "idx", default_encoder) as idx:
-        idx._vectors.max_rows = 40  # a few documents per segment file
-        idx.add(CORPUS[:6])
-        idx.add(CORPUS[6:])
-        assert idx.info()["segments"] > 3
+    with Index.create(tmp_path / "idx", default_encoder, max_parts=100) as idx:
+        for i in range(0, len(CORPUS), 2):
+            idx.add(CORPUS[i : i + 2])
+        assert idx.info()["parts"] == (len(CORPUS) + 1) // 2
         hits = idx.search_vectors(q, k=len(CORPUS))
     with Index.open(tmp_path / "idx", model=default_encoder) as reopened:
         assert reopened.search_vectors(q, k=len(CORPUS)) == hits
-        assert reopened.verify() == len(CORPUS)
+        assert reopened.verify() == (len(CORPUS) + 1) // 2
     with Index.open(built, model=default_encoder, readonly=True) as flat:
-        assert flat.info()["segments"] == 1
+        assert flat.info()["parts"] == 1
         assert ids(flat.search_vectors(q, k=len(CORPUS))) == ids(hits)
 
 
@@ -342,10 +326,11 @@ def test_readonly_open_refuses_writes(index, default_encoder):
 
 def test_info_and_close(index):
     info = index.info()
-    assert info["format"] == "colmax-index" and info["version"] == 1
+    assert info["format"] == "colmax-index" and info["version"] == 2
     assert info["model"]["name"] == "colmax-minilm-v1" and info["dim"] == 384
     assert info["documents"] == len(CORPUS) and info["deleted"] == 0
-    assert info["bytes"] >= info["tokens"] * 384 * 2 > 0
+    assert info["bytes"] >= info["index_bytes"] >= info["tokens"] * 384 * 2 > 0  # raw: small
+    assert info["nbits"] == 2 and info["raw_parts"] == info["parts"] == 1
     assert info["path"] == str(index.path)
     index.close()
     index.close()  # idempotent

@@ -54,6 +54,25 @@ def eval_command(
         float,
         typer.Option("--weight", min=0.0, max=1.0, help="hybrid weighted: colmax's share."),
     ] = 0.5,
+    dim: Annotated[
+        int | None,
+        typer.Option("--dim", min=1, help="colmax: use the model's first DIM dims (Matryoshka)."),
+    ] = None,
+    nbits: Annotated[
+        int, typer.Option("--nbits", help="colmax: residual bits per dimension (1, 2 or 4).")
+    ] = 2,
+    nprobe: Annotated[
+        int | None,
+        typer.Option(
+            "--nprobe", min=1, help="colmax: lists probed per query token (default: auto)."
+        ),
+    ] = None,
+    rescore: Annotated[
+        bool, typer.Option("--rescore", help="colmax: re-score the candidates exactly.")
+    ] = False,
+    threads: Annotated[
+        int, typer.Option("--threads", min=1, help="colmax: search threads for the QPS figure.")
+    ] = 1,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object as the last line of stdout.")
     ] = False,
@@ -71,6 +90,11 @@ def eval_command(
         queries_from=queries_from,
         fusion=fusion,
         weight=weight,
+        dim=dim,
+        nbits=nbits,
+        nprobe=nprobe,
+        rescore=rescore,
+        threads=threads,
         progress=err.is_terminal,
     )
     if as_json:
@@ -98,6 +122,14 @@ def _table(result: dict[str, Any]) -> Any:
         f"{result['encode_s']:.1f}",
         f"{result['search_ms_per_query']:.1f}",
     )
+    if "search_p50_ms" in result:
+        render.note(
+            f"index: dim {result['dim']}, nbits {result['nbits']}, "
+            f"{result['index_bytes'] / 1e6:.1f} MB, {result['bytes_per_token']:.1f} B/token; "
+            f"search p50 {result['search_p50_ms']:.2f} ms (1 thread), "
+            f"{result['search_qps']:.0f} QPS ({result['search_threads']} threads), "
+            "query encoding excluded"
+        )
     render.note(
         f"model {result['model']}, {result['threads']} threads, "
         f"{result['num_docs']:,} documents, {result['skipped_queries']:,} unjudged queries skipped"

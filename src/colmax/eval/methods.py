@@ -1,11 +1,11 @@
 """Every retrieval method behind one call: ``retrieve(method, data, options) -> Retrieval``.
 
-Methods: ``colmax`` (the Index, ``search_many``), ``colmax-exact`` (brute-force
-``maxsim_ragged`` over all document vectors; the same ranking as ``colmax`` until the index
-compresses), ``bm25`` (bm25s, k1=0.9, b=0.4, :mod:`tokenize_text`), ``biencoder`` and
-``maxsim-raw`` (:mod:`neural`), ``hybrid`` (BM25 + colmax, :mod:`fusion`; RRF by default) and
-the two-stage ``bm25>colmax`` / ``biencoder>colmax`` (first stage's top 100 reranked by colmax
-MaxSim).
+Methods: ``colmax`` (the compressed Index with its default search parameters, built from the
+same encoded vectors as ``colmax-exact``), ``colmax-exact`` (brute-force MaxSim over all
+uncompressed document vectors), ``bm25`` (bm25s, k1=0.9, b=0.4, :mod:`tokenize_text`),
+``biencoder`` and ``maxsim-raw`` (:mod:`neural`), ``hybrid`` (BM25 + colmax, :mod:`fusion`;
+RRF by default) and the two-stage ``bm25>colmax`` / ``biencoder>colmax`` (first stage's top
+100 reranked by colmax MaxSim).
 
 Timings: ``encode_s`` = encoding the corpus (for ``colmax``, ``Index.add``: encode + write;
 0 when an index or earlier result is reused), ``index_s`` = building a non-neural structure
@@ -40,6 +40,11 @@ QUERY_BATCH = 64
 @dataclass
 class Options:
     model: str | None = None
+    dim: int | None = None  # Matryoshka dims of the colmax model (None: the model's)
+    nbits: int = 2
+    nprobe: int | None = None
+    rescore: bool = False
+    threads: int = 1  # search threads for the colmax index (QPS is measured at this count)
     index_dir: Path | None = None
     k: int = 100
     first_stage_k: int = 100
@@ -85,7 +90,16 @@ def retrieve(method: str, data: EvalData, opts: Options) -> Retrieval:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if opts.fusion not in fusion.FUSIONS:
         raise InputError(f"unknown fusion {opts.fusion!r}; choose one of rrf, weighted")
-    key = (method, _data_key(data), opts.model, str(opts.index_dir), opts.k, opts.first_stage_k)
+    key = (
+        method,
+        _data_key(data),
+        _model_key(opts),
+        str(opts.index_dir),
+        opts.k,
+        opts.first_stage_k,
+    )
+    if method == "colmax":
+        key += (opts.nbits, opts.nprobe, opts.rescore, opts.threads)
     if method == "hybrid":
         key += (opts.fusion, opts.weight)
     return _memo(("run", *key), lambda: _RUNNERS[method](data, opts))
@@ -94,93 +108,128 @@ def retrieve(method: str, data: EvalData, opts: Options) -> Retrieval:
 # --------------------------------------------------------------------------- colmax
 
 
-def encoder(model: str | None) -> tuple[Any, float]:
+def _model_key(opts: Options) -> tuple:
+    return (opts.model, opts.dim)
+
+
+def encoder(opts: Options) -> tuple[Any, float]:
     """The colmax encoder (loaded once per process) and the seconds its load took."""
     from colmax.encoder import Encoder
 
-    return _memo(("encoder", model), lambda: _timed(lambda: Encoder.load(model)))
+    return _memo(
+        ("encoder", _model_key(opts)),
+        lambda: _timed(lambda: Encoder.load(opts.model, dim=opts.dim)),
+    )
+
+
+def _index_key(data: EvalData, opts: Options) -> tuple:
+    return ("index", _data_key(data), _model_key(opts), opts.nbits, str(opts.index_dir))
 
 
 def colmax_index(data: EvalData, opts: Options) -> tuple[Any, float, bool]:
-    """(Index holding the corpus, seconds spent adding it, whether it was reused)."""
-    return _memo(
-        ("index", _data_key(data), opts.model, str(opts.index_dir)), lambda: _build(data, opts)
-    )
+    """(Index holding the corpus, seconds spent building it from vectors, whether reused)."""
+    return _memo(_index_key(data, opts), lambda: _build(data, opts))
 
 
 def _build(data: EvalData, opts: Options) -> tuple[Any, float, bool]:
     from colmax.index import Index
 
-    enc, _ = encoder(opts.model)
+    enc, _ = encoder(opts)
     if opts.index_dir is None:
         path = Path(tempfile.mkdtemp(prefix="colmax-eval-"))
         atexit.register(shutil.rmtree, path, ignore_errors=True)
     else:
         path = opts.index_dir
-    index = Index.create(path, model=enc, exist_ok=True)
+    index = Index.create(path, model=enc, nbits=opts.nbits, exist_ok=True)
     if len(index):
         if len(index) != len(data.doc_ids) or not index.contains(data.doc_ids[0]):
             raise InputError(
                 f"the index at {path} holds {len(index):,} documents, not this corpus's "
                 f"{len(data.doc_ids):,}; give another --index-dir or delete that folder"
             )
+        if index.nbits != opts.nbits:
+            raise InputError(
+                f"the index at {path} was built with nbits={index.nbits}, not {opts.nbits}; "
+                "give another --index-dir or delete that folder"
+            )
         return index, 0.0, True
-    _, seconds = _timed(lambda: index.add(data.docs, batch_size=256, progress=opts.progress))
+    vectors, _, _ = _colmax_doc_vectors(data, opts)
+    add = lambda: index.add(data.docs, vectors=vectors, progress=opts.progress)  # noqa: E731
+    _, seconds = _timed(add)
     return index, seconds, False
 
 
-def index_vectors(index: Any) -> dict[str, np.ndarray]:
-    """Every live document's stored vectors by id (memory-mapped views, no copies)."""
-    out: dict[str, np.ndarray] = {}
-    for page in index._store.live_locations():
-        for _internal, ext_id, segment, start, length, _crc in page:
-            out[ext_id] = index._vectors.rows(segment, start, start + length)
-    return out
-
-
 def _colmax(data: EvalData, opts: Options) -> Retrieval:
-    index, encode_s, reused = colmax_index(data, opts)
-    run: Run = {}
+    from colmax.index import SearchParams
+
+    index, index_s, reused = colmax_index(data, opts)
+    enc, load_s = encoder(opts)
+    encode_start = time.perf_counter()
+    queries = enc.encode_queries(data.query_texts)
+    query_encode_s = time.perf_counter() - encode_start
+    params = SearchParams(nprobe=opts.nprobe, rescore=opts.rescore)
+    index.search_vectors(queries[:8], opts.k, params=params, with_text=False)  # warm up
+    latencies = []
+    for q in tqdm(queries, desc="searching", unit="query", disable=not opts.progress):
+        start = time.perf_counter()
+        index.search_vectors(q, opts.k, params=params, with_text=False)
+        latencies.append(time.perf_counter() - start)
     start = time.perf_counter()
-    bar = tqdm(total=len(data.query_ids), desc="searching", unit="query", disable=not opts.progress)
-    with bar:
-        for lo in range(0, len(data.query_ids), QUERY_BATCH):
-            texts = data.query_texts[lo : lo + QUERY_BATCH]
-            for qid, result in zip(data.query_ids[lo:], index.search_many(texts, opts.k)):
-                run[qid] = {h.id: h.score for h in result.hits}
-            bar.update(len(texts))
-    search_s = time.perf_counter() - start
-    timings = {"load_s": encoder(opts.model)[1], "encode_s": encode_s, "index_s": 0.0}
-    return Retrieval(run, {**timings, "search_s": search_s}, {"index_reused": reused})
+    found = index.search_vectors(
+        queries, opts.k, params=params, threads=opts.threads, with_text=False
+    )
+    batch_s = time.perf_counter() - start
+    run = {
+        qid: {h.id: h.score for h in hits} for qid, hits in zip(data.query_ids, found, strict=True)
+    }
+    info = index.info()
+    _, encode_s, _ = _colmax_doc_vectors(data, opts)
+    timings = {
+        "load_s": load_s, "encode_s": 0.0 if reused else encode_s, "index_s": index_s,
+        "search_s": query_encode_s + sum(latencies),
+    }  # fmt: skip
+    return Retrieval(
+        run,
+        timings,
+        {
+            "index_reused": reused,
+            "dim": index.dim,
+            "nbits": index.nbits,
+            "index_bytes": info["index_bytes"],
+            "bytes_per_token": round(info["bytes_per_token"], 3),
+            "centroids": info["centroids"],
+            "nprobe": opts.nprobe,
+            "rescore": opts.rescore,
+            "query_encode_ms_per_query": round(1000 * query_encode_s / max(1, len(queries)), 3),
+            "search_p50_ms": round(1000 * float(np.median(latencies)), 3),
+            "search_p95_ms": round(1000 * float(np.percentile(latencies, 95)), 3),
+            "search_qps": round(len(queries) / batch_s, 1),
+            "search_threads": opts.threads,
+        },
+    )
 
 
 def _colmax_doc_vectors(data: EvalData, opts: Options) -> tuple[list[np.ndarray], float, str]:
-    """All documents' colmax vectors: from an index this process has or ``--index-dir`` holds,
-    else encoded (once per process)."""
-    has_index = ("index", _data_key(data), opts.model, str(opts.index_dir)) in _CACHE
-    if has_index or (opts.index_dir is not None and opts.index_dir.is_dir()):
-        index, _, _ = colmax_index(data, opts)
-        if len(index):
-            by_id = index_vectors(index)
-            return [by_id[d] for d in data.doc_ids], 0.0, "index"
+    """All documents' uncompressed colmax vectors, encoded once per process."""
 
     def encode() -> tuple[list[np.ndarray], float, str]:
-        enc, _ = encoder(opts.model)
+        enc, _ = encoder(opts)
         vecs, seconds = _timed(lambda: enc.encode_documents(data.doc_texts, progress=opts.progress))
         return vecs, seconds, "encoded"
 
-    return _memo(("colmax-docs", _data_key(data), opts.model), encode)
+    return _memo(("colmax-docs", _data_key(data), _model_key(opts)), encode)
 
 
 def _colmax_exact(data: EvalData, opts: Options) -> Retrieval:
     docs, encode_s, source = _colmax_doc_vectors(data, opts)
-    enc, load_s = encoder(opts.model)
+    enc, load_s = encoder(opts)
     start = time.perf_counter()
     queries = enc.encode_queries(data.query_texts)
     found = neural.maxsim_top_k(queries, docs, opts.k, progress=opts.progress)
     search_s = time.perf_counter() - start
     timings = {"load_s": load_s, "encode_s": encode_s, "index_s": 0.0, "search_s": search_s}
-    return Retrieval(_to_run(data, found), timings, {"doc_vectors": source})
+    info = {"doc_vectors": source, "dim": enc.dim, "nbits": 16}
+    return Retrieval(_to_run(data, found), timings, info)
 
 
 def _to_run(data: EvalData, found: list[tuple[np.ndarray, np.ndarray]]) -> Run:
@@ -283,7 +332,7 @@ def _hybrid(data: EvalData, opts: Options) -> Retrieval:
 def _two_stage(first: str) -> Callable[[EvalData, Options], Retrieval]:
     def method(data: EvalData, opts: Options) -> Retrieval:
         stage1 = retrieve(first, data, replace(opts, k=opts.first_stage_k))
-        enc, load_s = encoder(opts.model)
+        enc, load_s = encoder(opts)
         position = {d: i for i, d in enumerate(data.doc_ids)}
         vectors, encode_s = _candidate_vectors(data, opts, stage1.run, position)
         start = time.perf_counter()
@@ -306,16 +355,16 @@ def _two_stage(first: str) -> Callable[[EvalData, Options], Retrieval]:
 def _candidate_vectors(
     data: EvalData, opts: Options, run: Run, position: dict[str, int]
 ) -> tuple[dict[int, np.ndarray], float]:
-    """colmax vectors of every candidate: read from an index, else encoded once per process."""
-    has_index = ("index", _data_key(data), opts.model, str(opts.index_dir)) in _CACHE
-    if has_index or (opts.index_dir is not None and opts.index_dir.is_dir()):
+    """colmax vectors of every candidate: all documents' if this process encoded them, else
+    the candidates' only, encoded once per process."""
+    if ("colmax-docs", _data_key(data), _model_key(opts)) in _CACHE:
         docs, seconds, _ = _colmax_doc_vectors(data, opts)
         return dict(enumerate(docs)), seconds
-    cache: dict[int, np.ndarray] = _memo(("colmax-cands", _data_key(data), opts.model), dict)
+    cache: dict[int, np.ndarray] = _memo(("colmax-cands", _data_key(data), _model_key(opts)), dict)
     wanted = sorted({position[d] for hits in run.values() for d in hits} - set(cache))
     start = time.perf_counter()
     if wanted:
-        enc, _ = encoder(opts.model)
+        enc, _ = encoder(opts)
         texts = [data.doc_texts[i] for i in wanted]
         vecs = enc.encode_documents(texts, progress=opts.progress)
         cache.update(zip(wanted, vecs, strict=True))

@@ -28,6 +28,11 @@ def run_eval(
     fusion: str = "rrf",
     weight: float = 0.5,
     first_stage_k: int = 100,
+    dim: int | None = None,
+    nbits: int = 2,
+    nprobe: int | None = None,
+    rescore: bool = False,
+    threads: int = 1,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``method`` on ``data_dir``'s ``split``; metrics, counts and timings."""
@@ -41,6 +46,11 @@ def run_eval(
         first_stage_k=max(first_stage_k, k) if ">" in method else first_stage_k,
         fusion=fusion,
         weight=weight,
+        dim=dim,
+        nbits=nbits,
+        nprobe=nprobe,
+        rescore=rescore,
+        threads=threads,
         progress=progress,
     )
     result = retrieve(method, data, opts)

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["AddReport", "Document", "Index"]
+__all__ = ["AddReport", "Document", "Index", "SearchParams"]
 
 _LAZY = {
     "Index": ("colmax.index.index", "Index"),
     "Document": ("colmax.index.documents", "Document"),
     "AddReport": ("colmax.index.documents", "AddReport"),
+    "SearchParams": ("colmax.index.searcher", "SearchParams"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from colmax.index.documents import AddReport, Document
     from colmax.index.index import Index
+    from colmax.index.searcher import SearchParams
 
 
 def __getattr__(name: str) -> Any:

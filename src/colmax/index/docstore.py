@@ -23,19 +23,25 @@ from colmax.index.format import SCHEMA_VERSION
 
 SCHEMA = """
 CREATE TABLE documents (
-    internal_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    internal_id INTEGER PRIMARY KEY,
     ext_id TEXT NOT NULL,
     title TEXT,
     text TEXT NOT NULL,
     metadata TEXT,
-    segment INTEGER NOT NULL,
-    start INTEGER NOT NULL,
-    length INTEGER NOT NULL,
-    checksum INTEGER NOT NULL,
+    n_tokens INTEGER NOT NULL,
     deleted INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX documents_live_ext_id ON documents(ext_id) WHERE deleted = 0;
-CREATE INDEX documents_location ON documents(segment, start, length, deleted);
+CREATE INDEX documents_deleted ON documents(deleted);
+CREATE TABLE parts (
+    part_id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    codec_id INTEGER,
+    n_docs INTEGER NOT NULL,
+    n_tokens INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+CREATE TABLE state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 # SQLite's default limit on ``?`` parameters is 999 in old builds.
@@ -44,16 +50,38 @@ _IN_BATCH = 500
 
 @dataclass(frozen=True)
 class NewRow:
-    """A document ready to insert: its fields and where its vectors were appended."""
+    """A document ready to insert, with the internal id its part files already use."""
 
+    internal_id: int
     ext_id: str
     title: str | None
     text: str
     metadata: str | None  # JSON text
-    segment: int
-    start: int
-    length: int
-    checksum: int
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class PartRow:
+    """A row of the ``parts`` table: a live part file."""
+
+    part_id: int
+    kind: str  # "compressed" or "raw"
+    codec_id: int | None
+    n_docs: int
+    n_tokens: int
+    bytes: int
+
+
+@dataclass
+class Commit:
+    """Everything one write transaction changes; applied atomically by :meth:`DocStore.commit`."""
+
+    rows: Sequence[NewRow] = ()
+    tombstone: Sequence[int] = ()  # internal ids to mark deleted
+    purge: Sequence[int] = ()  # tombstoned internal ids no part holds any more: drop the rows
+    add_parts: Sequence[PartRow] = ()
+    drop_parts: Sequence[int] = ()
+    codec_id: int | None = None  # a new codec, when one was trained
 
 
 @dataclass(frozen=True)
@@ -128,7 +156,8 @@ class DocStore:
                 f"{self.path} has schema version {version}, expected {SCHEMA_VERSION}; it is "
                 "not this index's document store. Restore it from a backup, or rebuild the index"
             )
-        self.conn.execute("SELECT internal_id, ext_id, segment, deleted FROM documents LIMIT 1")
+        self.conn.execute("SELECT internal_id, ext_id, n_tokens, deleted FROM documents LIMIT 1")
+        self.conn.execute("SELECT part_id, kind, codec_id FROM parts LIMIT 1")
 
     def close(self) -> None:
         with self._lock:
@@ -164,65 +193,58 @@ class DocStore:
             ).fetchone()
         return StoredDoc(*row[:5], bool(row[5])) if row else None
 
-    def fetch(self, internal_ids: Iterable[int]) -> dict[int, StoredDoc]:
-        """Rows by internal id (tombstones included: a hit may race a concurrent delete)."""
+    def fetch(self, internal_ids: Iterable[int], *, with_text: bool = True) -> dict[int, StoredDoc]:
+        """Rows by internal id (tombstones included: a hit may race a concurrent delete).
+        ``with_text=False`` reads ids only (title, text and metadata come back empty)."""
         out: dict[int, StoredDoc] = {}
+        columns = "title, text, metadata" if with_text else "NULL, '', NULL"
         with self.guard():
             for batch in _batches([int(i) for i in internal_ids]):
                 marks = ",".join("?" * len(batch))
                 for row in self.conn.execute(
-                    "SELECT internal_id, ext_id, title, text, metadata, deleted FROM documents "
+                    f"SELECT internal_id, ext_id, {columns}, deleted FROM documents "
                     f"WHERE internal_id IN ({marks})",
                     tuple(batch),
                 ):
                     out[row[0]] = StoredDoc(*row[:5], bool(row[5]))
         return out
 
-    def live_layout(self, page: int = 65536) -> np.ndarray:
-        """``[n_live, 4]`` int64 (internal_id, segment, start, length), in on-disk order.
-
-        Read in pages straight into numpy: a list of a million row tuples would briefly
-        cost ~150 MB.
-        """
-        parts = [np.empty((0, 4), dtype=np.int64)]
+    def parts(self) -> tuple[list[PartRow], int | None]:
+        """The live parts and the current codec id (None before centroids are trained),
+        read in one transaction so they are consistent."""
         with self.guard():
-            cursor = self.conn.execute(
-                "SELECT internal_id, segment, start, length FROM documents "
-                "WHERE deleted = 0 ORDER BY segment, start"
-            )
-            while rows := cursor.fetchmany(page):
-                parts.append(np.array(rows, dtype=np.int64))
-        return np.concatenate(parts)
+            self.conn.execute("BEGIN")
+            try:
+                rows = self.conn.execute(
+                    "SELECT part_id, kind, codec_id, n_docs, n_tokens, bytes FROM parts "
+                    "ORDER BY part_id"
+                ).fetchall()
+                codec = self.conn.execute("SELECT value FROM state WHERE key = 'codec'").fetchone()
+            finally:
+                self.conn.execute("COMMIT")
+        return [PartRow(*r) for r in rows], (int(codec[0]) if codec else None)
 
-    def append_position(self) -> tuple[int, int]:
-        """(last segment, rows committed in it): where the next vectors go.
-
-        Two index lookups, not a table scan: SQLite answers MAX(segment) from the index and
-        the second query reads one segment's rows only.
-        """
-        with self.guard():
-            segment = self.conn.execute("SELECT MAX(segment) FROM documents").fetchone()[0]
-            if segment is None:
-                return 0, 0
-            end = self.conn.execute(
-                "SELECT MAX(start + length) FROM documents WHERE segment = ?", (segment,)
-            ).fetchone()[0]
-        return int(segment), int(end)
-
-    def segment_ends(self) -> dict[int, int]:
-        """``segment -> rows referenced`` over all rows, tombstones included (their bytes stay)."""
+    def deleted_ids(self) -> np.ndarray:
+        """Internal ids of all tombstones (sorted int64)."""
         with self.guard():
             rows = self.conn.execute(
-                "SELECT segment, MAX(start + length) FROM documents GROUP BY segment"
+                "SELECT internal_id FROM documents WHERE deleted != 0 ORDER BY internal_id"
             ).fetchall()
-        return {int(s): int(e) for s, e in rows}
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def counter(self, key: str) -> int:
+        """The next value of a monotonic counter (``next_id``, ``next_file``); not reserved
+        until a commit moves it (only the writer, under the lock, asks)."""
+        with self.guard():
+            row = self.conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 1
 
     def counts(self) -> tuple[int, int, int]:
         """(live documents, tombstones, tokens of live documents)."""
         with self.guard():
             row = self.conn.execute(
                 "SELECT COALESCE(SUM(deleted = 0), 0), COALESCE(SUM(deleted != 0), 0), "
-                "COALESCE(SUM(CASE WHEN deleted = 0 THEN length ELSE 0 END), 0) FROM documents"
+                "COALESCE(SUM(CASE WHEN deleted = 0 THEN n_tokens ELSE 0 END), 0) FROM documents"
             ).fetchone()
         return int(row[0]), int(row[1]), int(row[2])
 
@@ -231,23 +253,6 @@ class DocStore:
             return int(
                 self.conn.execute("SELECT COUNT(*) FROM documents WHERE deleted = 0").fetchone()[0]
             )
-
-    def live_locations(
-        self, page: int = 10000
-    ) -> Iterator[list[tuple[int, str, int, int, int, int]]]:
-        """Pages of live rows' (internal_id, ext_id, segment, start, length, checksum)."""
-        last = -1
-        while True:
-            with self.guard():
-                rows = self.conn.execute(
-                    "SELECT internal_id, ext_id, segment, start, length, checksum FROM documents "
-                    "WHERE internal_id > ? AND deleted = 0 ORDER BY internal_id LIMIT ?",
-                    (last, page),
-                ).fetchall()
-            if not rows:
-                return
-            yield rows
-            last = rows[-1][0]
 
     # ------------------------------------------------------------------ writes
 
@@ -264,26 +269,40 @@ class DocStore:
                     self.conn.execute("ROLLBACK")
                 raise
 
-    def insert(self, rows: Sequence[NewRow], tombstone: Sequence[int] = ()) -> None:
-        """Tombstone ``tombstone`` (replaced documents) and insert ``rows``, atomically."""
+    def commit(self, change: Commit, counters: dict[str, int] | None = None) -> None:
+        """Apply ``change`` (and move ``counters``) in one transaction."""
         with self.transaction() as conn:
-            _tombstone(conn, tombstone)
+            _tombstone(conn, change.tombstone)
             conn.executemany(
-                "INSERT INTO documents (ext_id, title, text, metadata, segment, start, length, "
-                "checksum, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                "INSERT INTO documents (internal_id, ext_id, title, text, metadata, n_tokens, "
+                "deleted) VALUES (?, ?, ?, ?, ?, ?, 0)",
                 [
-                    (
-                        r.ext_id,
-                        r.title,
-                        r.text,
-                        r.metadata,
-                        r.segment,
-                        r.start,
-                        r.length,
-                        r.checksum,
-                    )
-                    for r in rows
+                    (r.internal_id, r.ext_id, r.title, r.text, r.metadata, r.n_tokens)
+                    for r in change.rows
                 ],
+            )
+            conn.executemany(
+                "DELETE FROM documents WHERE internal_id = ? AND deleted != 0",
+                [(int(i),) for i in change.purge],
+            )
+            conn.executemany(
+                "DELETE FROM parts WHERE part_id = ?", [(int(p),) for p in change.drop_parts]
+            )
+            conn.executemany(
+                "INSERT INTO parts (part_id, kind, codec_id, n_docs, n_tokens, bytes) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (p.part_id, p.kind, p.codec_id, p.n_docs, p.n_tokens, p.bytes)
+                    for p in change.add_parts
+                ],
+            )
+            updates = dict(counters or {})
+            if change.codec_id is not None:
+                updates["codec"] = change.codec_id
+            conn.executemany(
+                "INSERT INTO state (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                list(updates.items()),
             )
 
     def delete(self, internal_ids: Sequence[int]) -> None:

@@ -1,44 +1,40 @@
-"""The on-disk layout of a colmax index (format version 1), and the helpers that write it safely.
+"""The on-disk layout of a colmax index (format version 2), and the helpers that write it safely.
 
 An index is a directory::
 
     INDEX/
-      manifest.json      what the index is: format, version, model, dim, dtype (written once)
-      docs.sqlite        the documents and where their vectors live (SQLite, WAL, synchronous=FULL)
-      vectors/
-        000000.f16       append-only float16 token vectors, [n_tokens, dim] row-major, no header
-        000001.f16       a new segment starts when the current one would pass ~256 MB
+      manifest.json      what the index is: format, version, model, dim, nbits (written once)
+      docs.sqlite        documents, tombstones, the live parts and codec (SQLite, WAL, FULL sync)
+      parts/
+        000003.codec     centroids + residual buckets (``codec.py``), one live at a time
+        000004.part      an immutable batch of documents' compressed token vectors
+        000009.part      (``parts.py``); raw float16 parts only while the index is too small
       write.lock         the single-writer lock (filelock); readers never take it
 
 ``manifest.json``::
 
-    {"format": "colmax-index", "version": 1, "model": {name, fingerprint, layout, path, dim},
-     "dim": 384, "dtype": "float16", "created": "2024-...Z", "colmax_version": "0.1.0"}
+    {"format": "colmax-index", "version": 2, "model": {name, fingerprint, layout, path, dim},
+     "dim": 128, "nbits": 2, "created": "2024-...Z", "colmax_version": "0.1.0"}
 
-``docs.sqlite`` (``PRAGMA user_version = 1``) has one table::
+``docs.sqlite`` (``PRAGMA user_version = 2``)::
 
-    documents(internal_id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused nor renumbered
+    documents(internal_id INTEGER PRIMARY KEY,  -- from a counter: never reused nor renumbered
               ext_id TEXT,        -- the caller's id; unique among live rows (partial index)
               title TEXT, text TEXT, metadata TEXT (JSON object or NULL),
-              segment INTEGER,    -- which vectors/NNNNNN.f16 file
-              start INTEGER,      -- first row (token) of the document in that file
-              length INTEGER,     -- number of rows (tokens)
-              checksum INTEGER,   -- CRC-32 of the document's raw vector bytes
-              deleted INTEGER)    -- 1 = tombstone: the row and its vectors stay, search skips it
+              n_tokens INTEGER,   -- token vectors stored for it
+              deleted INTEGER)    -- 1 = tombstone: search skips it until compaction drops it
+    parts(part_id, kind, codec_id, n_docs, n_tokens, bytes)   -- the live part files
+    state(key, value)             -- codec (the live codec file), next_id, next_file
 
-    indexes: UNIQUE(ext_id) WHERE deleted = 0 (a tombstone never blocks re-adding its id),
-             (segment, start, length, deleted) (covers the scan order and the append position)
-
-Crash safety rests on one ordering. An add appends vectors to the segment, flushes and fsyncs
-it, and only then inserts the rows in one SQLite transaction; the commit is the
-acknowledgement. SQLite is the truth: bytes of a segment past the last row that any document
-(live or tombstone) references come from an add that never committed. Readers ignore them and
-the next writer truncates them (and removes whole unreferenced segment files). A referenced
-segment that is missing or too short is corruption, never silently skipped.
+Crash safety rests on one ordering. A write (add, compaction, optimize) writes new part and
+codec files to temporary names, fsyncs and renames them, and only then commits one SQLite
+transaction that inserts the documents and swaps the parts table; that commit is the
+acknowledgement. Files are never modified after the rename. A file the parts table does not
+name comes from a write that never committed (or was replaced): readers never open it and the
+next writer deletes it. A named file that is missing, truncated or fails its header checksum is
+corruption, reported with what to do, never silently skipped.
 
 The documents' encoded text is ``title + "\\n" + text`` when a title is given, else ``text``.
-A later compressed (PLAID-style) index builds its centroids and residual codes from these raw
-vectors, keyed by ``internal_id``; nothing here needs to change for that.
 """
 
 from __future__ import annotations
@@ -47,43 +43,19 @@ import contextlib
 import json
 import os
 import tempfile
-import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from colmax.errors import IndexCorruptError, IndexNotFoundError
 
 FORMAT_NAME = "colmax-index"
-FORMAT_VERSION = 1
-SCHEMA_VERSION = 1
-DTYPE = "float16"
+FORMAT_VERSION = 2
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 DOCS_DB = "docs.sqlite"
-VECTORS_DIR = "vectors"
+PARTS_DIR = "parts"
 LOCK_FILE = "write.lock"
-SEGMENT_SUFFIX = ".f16"
-SEGMENT_BYTES = 256 * 1024 * 1024
-
-
-def segment_path(root: Path, segment: int) -> Path:
-    """``root/vectors/NNNNNN.f16``."""
-    return root / VECTORS_DIR / f"{segment:06d}{SEGMENT_SUFFIX}"
-
-
-def segment_number(path: Path) -> int | None:
-    """The segment number of a ``NNNNNN.f16`` file name, or None for any other file."""
-    stem = path.name.removesuffix(SEGMENT_SUFFIX)
-    if path.name.endswith(SEGMENT_SUFFIX) and stem.isdigit():
-        return int(stem)
-    return None
-
-
-def vector_checksum(vectors: np.ndarray) -> int:
-    """CRC-32 of a document's raw float16 bytes (what ``Index.verify`` re-computes)."""
-    return zlib.crc32(memoryview(np.ascontiguousarray(vectors)).cast("B"))
 
 
 def fsync_dir(path: Path) -> None:
@@ -117,7 +89,7 @@ def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
     fsync_dir(path.parent)
 
 
-def new_manifest(model: dict[str, Any], dim: int) -> dict[str, Any]:
+def new_manifest(model: dict[str, Any], dim: int, nbits: int) -> dict[str, Any]:
     """The manifest of a new, empty index."""
     from colmax import __version__
 
@@ -126,7 +98,7 @@ def new_manifest(model: dict[str, Any], dim: int) -> dict[str, Any]:
         "version": FORMAT_VERSION,
         "model": dict(model),
         "dim": int(dim),
-        "dtype": DTYPE,
+        "nbits": int(nbits),
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "colmax_version": __version__,
     }
@@ -134,7 +106,7 @@ def new_manifest(model: dict[str, Any], dim: int) -> dict[str, Any]:
 
 def looks_like_index(path: Path) -> bool:
     """True if ``path`` holds any file that only an index would (complete or not)."""
-    return any((path / name).exists() for name in (MANIFEST, DOCS_DB, VECTORS_DIR))
+    return any((path / name).exists() for name in (MANIFEST, DOCS_DB, PARTS_DIR))
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
@@ -185,6 +157,11 @@ def check_manifest(manifest: Any, path: Path) -> None:
             f"{path} has an invalid format version {version!r}; restore it from a backup, "
             "or rebuild the index"
         )
+    if version < FORMAT_VERSION:
+        raise IndexCorruptError(
+            f"{path.parent} uses index format version {version}, from an older colmax; this "
+            f"colmax reads format version {FORMAT_VERSION}. Rebuild the index (colmax index)"
+        )
     if version > FORMAT_VERSION:
         writer = manifest.get("colmax_version", "a newer colmax")
         raise IndexCorruptError(
@@ -199,8 +176,8 @@ def check_manifest(manifest: Any, path: Path) -> None:
         problems.append("'model' must record name, fingerprint and path")
     if not isinstance(dim, int) or dim < 1:
         problems.append(f"'dim' must be a positive integer, not {dim!r}")
-    if manifest.get("dtype") != DTYPE:
-        problems.append(f"'dtype' must be {DTYPE!r}, not {manifest.get('dtype')!r}")
+    if manifest.get("nbits") not in (1, 2, 4):
+        problems.append(f"'nbits' must be 1, 2 or 4, not {manifest.get('nbits')!r}")
     if problems:
         raise IndexCorruptError(
             f"{path} is damaged: {'; '.join(problems)}. Restore it from a backup, or rebuild "

@@ -1,9 +1,9 @@
-"""``Index``: an embedded, exact late-interaction index in one folder (layout: ``format.py``).
+"""``Index``: an embedded, compressed late-interaction index in one folder (layout: ``format.py``).
 
-One writer at a time (a file lock, taken per add/delete), any number of readers (SQLite WAL
-plus read-only memory maps; readers never lock). Search is exact MaxSim over every live
-document (``scan.py``); the documents' vectors are kept raw so that a compressed index can be
-built from them later.
+One writer at a time (a file lock, taken per add/delete/compact/optimize), any number of
+readers (SQLite WAL plus read-only memory maps of immutable files; readers never lock). Token
+vectors are stored as centroid + quantised residual (``codec.py``) in part files
+(``parts.py``) and searched WARP-style (``searcher.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 from colmax.encoder.encoder import Encoder, EncodeStats
 from colmax.errors import DimensionMismatchError, IndexCorruptError, InputError, UnknownIdError
 from colmax.index import format as fmt
-from colmax.index.docstore import DocStore, NewRow
+from colmax.index.codec import check_nbits
+from colmax.index.docstore import Commit, DocStore, NewRow
 from colmax.index.documents import (
     AddReport,
     Document,
@@ -28,10 +29,20 @@ from colmax.index.documents import (
     metadata_from_json,
     prepare_documents,
 )
+from colmax.index.ingest import Ingest
 from colmax.index.locking import locked, writer_lock
 from colmax.index.model import ModelArg, as_encoder, check_model, load_recorded_model
-from colmax.index.scan import DEFAULT_CHUNK_TOKENS, Layout, build_layout, search_queries
-from colmax.index.vectors import VectorStore
+from colmax.index.parts import codec_path, part_path
+from colmax.index.searcher import SearchParams
+from colmax.index.searcher import search as search_snapshot
+from colmax.index.snapshot import Snapshot, load_snapshot
+from colmax.index.writer import (
+    BuildSettings,
+    PartWriter,
+    remove_orphans,
+    rewrite,
+    train_from_snapshot,
+)
 from colmax.types import Hit, SearchResult
 
 
@@ -41,7 +52,7 @@ def _preview(ids: Sequence[str], limit: int = 10) -> str:
 
 
 class Index:
-    """A folder of documents and their token vectors, searchable by exact MaxSim.
+    """A folder of documents and their compressed token vectors, searchable by MaxSim.
 
     Make one with :meth:`create` or :meth:`open`, not the constructor.
     """
@@ -55,23 +66,23 @@ class Index:
         *,
         readonly: bool,
         lock_timeout: float,
-        chunk_tokens: int,
+        settings: BuildSettings,
     ) -> None:
         self.path = root
         self.manifest = manifest
         self.dim: int = int(manifest["dim"])
+        self.nbits: int = int(manifest["nbits"])
         self._encoder = encoder
         self._encoder_mutex = threading.Lock()
         self.readonly = readonly
         self.lock_timeout = lock_timeout
-        self.chunk_tokens = chunk_tokens
+        self.settings = settings
         self._store = store
-        self._vectors = VectorStore(root, self.dim)
         self._lock = writer_lock(root)
         self._write_mutex = threading.Lock()
-        self._layout_mutex = threading.Lock()
-        self._layout: Layout | None = None
-        self._layout_key: tuple[int, int, int] | None = None
+        self._snapshot_mutex = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        self._snapshot_key: tuple[int, int] | None = None
         self._changes = 0  # our own commits (PRAGMA data_version only counts others')
         self._closed = False
 
@@ -83,15 +94,18 @@ class Index:
         path: str | Path,
         model: ModelArg = None,
         *,
+        nbits: int = 2,
         exist_ok: bool = False,
         lock_timeout: float = 0.0,
-        chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+        **build: Any,
     ) -> Index:
         """Make a new, empty index in ``path`` (a new or empty folder).
 
         ``model``: None for the bundled default, a bundled name or checkpoint folder, or a
-        loaded :class:`Encoder`. With ``exist_ok=True`` an existing index there is opened
-        instead (its model must match a given one).
+        loaded :class:`Encoder`. ``nbits``: bits per dimension of the stored residuals (1, 2
+        or 4). ``build``: :class:`BuildSettings` fields (chunk_tokens, train_min_tokens,
+        centroid_factor, max_parts, regrow, auto_optimize). With ``exist_ok=True`` an
+        existing index there is opened instead (its model must match a given one).
         """
         root = Path(path).expanduser()
         if root.exists() and not root.is_dir():
@@ -99,9 +113,7 @@ class Index:
         if root.is_dir() and any(root.iterdir()):
             if fmt.looks_like_index(root):
                 if exist_ok:
-                    return cls.open(
-                        root, model=model, lock_timeout=lock_timeout, chunk_tokens=chunk_tokens
-                    )
+                    return cls.open(root, model=model, lock_timeout=lock_timeout, **build)
                 raise InputError(
                     f"an index already exists at {root}; open it with Index.open, pass "
                     "exist_ok=True to open it from create, or choose another folder"
@@ -109,20 +121,24 @@ class Index:
             raise InputError(
                 f"{root} exists and is not empty; create the index in a new or empty folder"
             )
+        settings = _settings(nbits, build)
         encoder = as_encoder(model)
+        check_nbits(nbits, encoder.dim)
         root.mkdir(parents=True, exist_ok=True)
-        manifest = fmt.new_manifest(encoder.describe(), encoder.dim)
+        manifest = fmt.new_manifest(encoder.describe(), encoder.dim, nbits)
         lock = writer_lock(root)
         with locked(lock, root, lock_timeout):
             if fmt.looks_like_index(root):  # another process created it meanwhile
                 raise InputError(
                     f"another process created an index at {root} meanwhile; open it with Index.open"
                 )
-            (root / fmt.VECTORS_DIR).mkdir()
+            (root / fmt.PARTS_DIR).mkdir()
             store = DocStore(root / fmt.DOCS_DB, create=True)
             fmt.atomic_write_json(root / fmt.MANIFEST, manifest)  # last: marks it complete
-        options = {"lock_timeout": lock_timeout, "chunk_tokens": chunk_tokens}
-        return cls(root, manifest, encoder, store, readonly=False, **options)
+        return cls(
+            root, manifest, encoder, store, readonly=False, lock_timeout=lock_timeout,
+            settings=settings,
+        )  # fmt: skip
 
     @classmethod
     def open(
@@ -132,12 +148,14 @@ class Index:
         model: ModelArg = None,
         readonly: bool = False,
         lock_timeout: float = 0.0,
-        chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+        **build: Any,
     ) -> Index:
         """Open an existing index; loads the model it records unless ``model`` is given.
 
         A given model must be the one the index was built with (same fingerprint and dim).
-        ``lock_timeout``: seconds an add/delete waits for another writer (0 = fail at once).
+        ``lock_timeout``: seconds a write waits for another writer (0 = fail at once).
+        Every file the index lists is opened and its header checked, so a damaged index
+        fails here with what to do.
         """
         root = Path(path).expanduser()
         manifest = fmt.read_manifest(root)
@@ -145,14 +163,18 @@ class Index:
             model = as_encoder(model, dim=int(manifest["dim"]))
         if model is not None:
             check_model(model, manifest, root)
+        settings = _settings(int(manifest["nbits"]), build)
         store = DocStore(root / fmt.DOCS_DB, readonly=readonly)
+        index = cls(
+            root, manifest, model, store, readonly=readonly, lock_timeout=lock_timeout,
+            settings=settings,
+        )  # fmt: skip
         try:
-            VectorStore(root, int(manifest["dim"])).check(store.segment_ends())
+            index._current()
         except BaseException:
-            store.close()
+            index.close()
             raise
-        options = {"lock_timeout": lock_timeout, "chunk_tokens": chunk_tokens}
-        return cls(root, manifest, model, store, readonly=readonly, **options)
+        return index
 
     @property
     def encoder(self) -> Encoder:
@@ -169,52 +191,88 @@ class Index:
         self,
         docs: Iterable[dict[str, Any]],
         *,
+        vectors: Sequence[np.ndarray] | None = None,
         batch_size: int = 256,
         progress: bool = False,
         replace: bool = False,
     ) -> AddReport:
         """Encode and store documents; returns once they are durably stored.
 
-        All or nothing: the whole input is validated first, and the rows are committed in one
-        SQLite transaction after every vector is on disk. An id already in the index is an
-        error unless ``replace=True`` (the old document is then tombstoned).
+        All or nothing: the whole input is validated first, vectors are written to new files
+        (fsynced) as they are encoded, and one SQLite commit makes every document visible. An
+        id already in the index is an error unless ``replace=True`` (the old document is then
+        tombstoned). ``vectors``: the documents' ``[n_tokens, dim]`` token vectors, already
+        encoded (by this index's model), instead of encoding the texts.
         """
         self._check_writable()
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, not {batch_size}")
         prepared = prepare_documents(docs)
+        given = self._check_vectors(vectors, len(prepared)) if vectors is not None else None
         if not prepared:
             return AddReport(0, 0, 0, 0)
         self._existing(prepared, replace)  # fail before encoding, not after
         stats = EncodeStats()
         with self._writing():
             existing = self._existing(prepared, replace)  # again, under the lock
-            appender = self._vectors.appender(*self._store.append_position())
+            snap = self._writer_snapshot()
+            writer = PartWriter(self.path, self._store)
+            ingest = Ingest(snap, writer, self.settings, len(prepared))
+            next_id = self._store.counter("next_id")
             rows: list[NewRow] = []
             bar = tqdm(total=len(prepared), desc="indexing", unit="doc", disable=not progress)
             try:
                 with bar:
                     for start in range(0, len(prepared), batch_size):
                         batch = prepared[start : start + batch_size]
-                        vectors = self.encoder.encode_documents(
-                            [d.encode_text for d in batch], stats=stats
-                        )
-                        for doc, vecs in zip(batch, vectors, strict=True):
-                            segment, row = appender.append(vecs)
-                            rows.append(_new_row(doc, segment, row, vecs))
+                        if given is not None:
+                            vecs = given[start : start + batch_size]
+                            stats.tokens += sum(len(v) for v in vecs)
+                        else:
+                            texts = [d.encode_text for d in batch]
+                            vecs = self.encoder.encode_documents(texts, stats=stats)
+                        ids = list(range(next_id, next_id + len(batch)))
+                        next_id += len(batch)
+                        ingest.push(ids, list(vecs))
+                        rows.extend(_new_row(i, d, v) for i, d, v in zip(ids, batch, vecs))
                         bar.update(len(batch))
-                appender.sync()
-                self._on_vectors_written()
-                self._store.insert(rows, tombstone=list(existing.values()))
+                change = ingest.finish()
+                change.rows, change.tombstone = rows, list(existing.values())
+                self._on_files_written()
+                self._commit(change, {"next_id": next_id, **writer.counters()})
             except BaseException:
-                appender.rollback()
+                writer.abandon()
                 raise
             finally:
-                self._changes += 1
+                snap.close()
+            self._maintain()
         return AddReport(len(rows), len(existing), stats.tokens, stats.truncated)
 
-    def _on_vectors_written(self) -> None:
-        """Hook between the vectors' fsync and the SQLite commit (tests crash here)."""
+    def _on_files_written(self) -> None:
+        """Hook between the files' fsync and the SQLite commit (tests crash here)."""
+
+    def _check_vectors(self, vectors: Sequence[np.ndarray], n_docs: int) -> list[np.ndarray]:
+        out = list(vectors)
+        if len(out) != n_docs:
+            raise InputError(
+                f"got {len(out)} vector arrays for {n_docs} documents; give one [n_tokens, "
+                f"{self.dim}] array per document"
+            )
+        for i, v in enumerate(out):
+            shape = getattr(v, "shape", None)
+            if shape is None or len(shape) != 2 or shape[0] < 1:
+                raise InputError(
+                    f"vectors[{i}] must be a non-empty [n_tokens, {self.dim}] array, not "
+                    f"shape {shape}"
+                )
+            if shape[1] != self.dim:
+                raise DimensionMismatchError(
+                    f"vectors[{i}] has dim {shape[1]} but the index at {self.path} holds "
+                    f"{self.dim}-dim vectors; encode with the index's model (index.encoder)"
+                )
+            if not np.isfinite(v).all():
+                raise InputError(f"vectors[{i}] holds NaN or infinite values")
+        return out
 
     def _existing(self, prepared: list[PreparedDoc], replace: bool) -> dict[str, int]:
         existing = self._store.live_internal_ids([d.id for d in prepared])
@@ -244,6 +302,93 @@ class Index:
             self._changes += 1
         return len(found)
 
+    def compact(self) -> int:
+        """Merge every part into as few as possible and drop deleted documents' vectors and
+        rows; returns how many deleted documents were dropped."""
+        self._check_writable()
+        with self._writing():
+            snap = self._writer_snapshot()
+            try:
+                return self._rewrite(snap, list(range(len(snap.parts))))
+            finally:
+                snap.close()
+
+    def optimize(self) -> dict[str, Any]:
+        """Re-train the centroids and buckets on the live documents and re-encode everything
+        (also compacts). Worth it after the data drifted or grew well past what the centroids
+        were trained on; ``add`` does it by itself when the index grew ``regrow`` times."""
+        self._check_writable()
+        with self._writing():
+            snap = self._writer_snapshot()
+            try:
+                self._optimize(snap)
+            finally:
+                snap.close()
+        return self.info()
+
+    def _optimize(self, snap: Snapshot) -> None:
+        if not any(p.n_docs for p in snap.parts) or not any((~d).any() for d in snap.dead):
+            self._rewrite(snap, list(range(len(snap.parts))))
+            return
+        codec = train_from_snapshot(snap, self.settings)
+        writer = PartWriter(self.path, self._store)
+        try:
+            codec_id = writer.codec(codec)
+            change = rewrite(
+                snap, list(range(len(snap.parts))), writer, self.settings, (codec, codec_id)
+            )
+            self._commit(change, writer.counters())
+        except BaseException:
+            writer.abandon()
+            raise
+        self._drop_files(snap, change)
+
+    def _rewrite(self, snap: Snapshot, indices: list[int]) -> int:
+        writer = PartWriter(self.path, self._store)
+        try:
+            change = rewrite(snap, indices, writer, self.settings)
+            self._commit(change, writer.counters())
+        except BaseException:
+            writer.abandon()
+            raise
+        self._drop_files(snap, change)
+        return len(change.purge)
+
+    def _maintain(self) -> None:
+        """After an add: re-train when the index outgrew its codec, merge when parts pile up."""
+        snap = self._writer_snapshot()
+        try:
+            s = self.settings
+            grown = snap.codec is not None and snap.tokens >= s.regrow * snap.codec.trained_tokens
+            if grown and s.auto_optimize:
+                self._optimize(snap)
+            elif len(snap.parts) > s.max_parts:
+                by_size = sorted(range(len(snap.parts)), key=lambda i: snap.rows[i].n_tokens)
+                self._rewrite(snap, by_size[: len(snap.parts) - s.max_parts // 2 + 1])
+        finally:
+            snap.close()
+
+    def _commit(self, change: Commit, counters: dict[str, int]) -> None:
+        try:
+            self._store.commit(change, counters)
+        finally:
+            self._changes += 1
+
+    def _drop_files(self, snap: Snapshot, change: Commit) -> None:
+        """Delete files the commit replaced (best effort: the next writer retries)."""
+        paths = [part_path(self.path, p) for p in change.drop_parts]
+        if change.codec_id is not None and snap.codec_id is not None:
+            paths.append(codec_path(self.path, snap.codec_id))
+        for path in paths:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def _writer_snapshot(self) -> Snapshot:
+        """The committed state, with files no commit names removed (a crashed write's)."""
+        snap = load_snapshot(self.path, self._store)
+        remove_orphans(self.path, snap.rows, snap.codec_id)
+        return snap
+
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
         with self._write_mutex, locked(self._lock, self.path, self.lock_timeout):
@@ -254,7 +399,7 @@ class Index:
         if self.readonly:
             raise InputError(
                 f"the index at {self.path} was opened with readonly=True; open it without "
-                "readonly to add or delete documents"
+                "readonly to change it"
             )
 
     # ------------------------------------------------------------------ reading
@@ -278,14 +423,35 @@ class Index:
         self._check_open()
         return self._store.live_count()
 
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        """The ``k`` best live documents for ``query`` by exact MaxSim, best first."""
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        nprobe: int | None = None,
+        candidates: int | None = None,
+        rescore: bool = False,
+    ) -> list[Hit]:
+        """The ``k`` best live documents for ``query``, best first.
+
+        ``nprobe``: centroid lists probed per query token (default from ``k``); ``rescore``:
+        re-score the best ``candidates`` documents by MaxSim over all their (decompressed)
+        token vectors.
+        """
         if not isinstance(query, str):
             raise InputError(f"the query must be a string, not {type(query).__name__}")
-        return self.search_many([query], k)[0].hits
+        params = SearchParams(nprobe, candidates, rescore)
+        return self.search_many([query], k, params=params)[0].hits
 
-    def search_many(self, queries: list[str], k: int = 10) -> list[SearchResult]:
-        """:meth:`search` for several queries in one pass over the vectors."""
+    def search_many(
+        self,
+        queries: list[str],
+        k: int = 10,
+        *,
+        params: SearchParams | None = None,
+        threads: int = 1,
+    ) -> list[SearchResult]:
+        """:meth:`search` for several queries (on ``threads`` threads)."""
         self._check_open()
         if isinstance(queries, str):
             raise InputError("search_many takes a list of queries; for one, use search()")
@@ -297,14 +463,30 @@ class Index:
         if not queries:
             return []
         vectors = self.encoder.encode_queries(queries)
-        hits = self._search_arrays(vectors, k)
+        hits = self._search_arrays(vectors, k, params or SearchParams(), threads)
         return [SearchResult(q, h) for q, h in zip(queries, hits, strict=True)]
 
-    def search_vectors(self, query_vectors: np.ndarray, k: int = 10) -> list[Hit]:
-        """Search with an already encoded ``[query_len, dim]`` query."""
+    def search_vectors(
+        self,
+        query_vectors: np.ndarray | list[np.ndarray],
+        k: int = 10,
+        *,
+        params: SearchParams | None = None,
+        threads: int = 1,
+        with_text: bool = True,
+    ) -> list[Hit] | list[list[Hit]]:
+        """Search with already encoded ``[query_len, dim]`` queries: one array gives one list
+        of hits, a list of arrays a list of lists. ``with_text=False`` skips reading texts."""
         self._check_open()
         _check_k(k)
-        q = np.asarray(query_vectors)
+        single = isinstance(query_vectors, np.ndarray)
+        queries = [query_vectors] if single else list(query_vectors)
+        for q in queries:
+            self._check_query(np.asarray(q))
+        found = self._search_arrays(queries, k, params or SearchParams(), threads, with_text)
+        return found[0] if single else found
+
+    def _check_query(self, q: np.ndarray) -> None:
         if q.ndim != 2 or len(q) == 0:
             raise InputError(
                 f"query_vectors must be a non-empty [query_len, dim] array, not shape {q.shape}"
@@ -314,73 +496,100 @@ class Index:
                 f"the query vectors have dim {q.shape[1]} but the index at {self.path} holds "
                 f"{self.dim}-dim vectors; encode the query with the index's encoder (index.encoder)"
             )
-        return self._search_arrays([q], k)[0]
 
-    def _search_arrays(self, queries: list[np.ndarray], k: int) -> list[list[Hit]]:
-        found = search_queries(queries, self._current_layout(), self._vectors, k)
-        rows = self._store.fetch({int(i) for ids, _ in found for i in ids})
+    def _search_arrays(
+        self,
+        queries: list[np.ndarray],
+        k: int,
+        params: SearchParams,
+        threads: int,
+        with_text: bool = True,
+    ) -> list[list[Hit]]:
+        found = search_snapshot(self._current(), queries, k, params, threads)
+        wanted = {int(i) for ids, _ in found for i in ids}
+        rows = self._store.fetch(wanted, with_text=with_text)
         return [
             [
                 Hit(row.ext_id, float(score), row.text, row.title, metadata_from_json(row.metadata))
                 for i, score in zip(ids.tolist(), scores.tolist(), strict=True)
-                if (row := rows.get(i)) is not None
+                if (row := rows.get(i)) is not None and not row.deleted
             ]
             for ids, scores in found
         ]
 
-    def _current_layout(self) -> Layout:
-        """The live documents' layout, re-read only when the index changed since last time."""
-        with self._layout_mutex:
-            key = (self._store.data_version(), self._changes, self.chunk_tokens)
-            if self._layout is None or key != self._layout_key:
-                self._layout = build_layout(self._store.live_layout(), self.chunk_tokens)
-                self._layout_key = key
-            return self._layout
+    def _current(self) -> Snapshot:
+        """The live state, re-read only when the index changed since last time."""
+        with self._snapshot_mutex:
+            key = (self._store.data_version(), self._changes)
+            if self._snapshot is None or key != self._snapshot_key:
+                self._snapshot = load_snapshot(self.path, self._store)
+                self._snapshot_key = key
+            return self._snapshot
 
     # ------------------------------------------------------------------ housekeeping
 
     def info(self) -> dict[str, Any]:
-        """What and how big the index is."""
+        """What and how big the index is (``index_bytes``: parts + codec, everything search
+        reads; ``bytes``: the whole folder, texts included)."""
         self._check_open()
         live, deleted, tokens = self._store.counts()
-        segments = sorted(p for p in (self.path / fmt.VECTORS_DIR).glob(f"*{fmt.SEGMENT_SUFFIX}"))
+        snap = self._current()
+        codec = snap.codec
+        stored_tokens = snap.tokens
+        index_bytes = sum(r.bytes for r in snap.rows)
+        if snap.codec_id is not None:
+            index_bytes += codec_path(self.path, snap.codec_id).stat().st_size
         return {
             "path": str(self.path),
             "format": self.manifest["format"],
             "version": self.manifest["version"],
             "model": dict(self.manifest["model"]),
             "dim": self.dim,
-            "dtype": self.manifest["dtype"],
+            "nbits": self.nbits,
             "documents": live,
             "deleted": deleted,
             "tokens": tokens,
-            "segments": len(segments),
+            "parts": len(snap.parts),
+            "raw_parts": sum(p.kind == "raw" for p in snap.parts),
+            "centroids": codec.num_centroids if codec else 0,
+            "centroids_trained_on_tokens": codec.trained_tokens if codec else 0,
+            "index_bytes": index_bytes,
+            "bytes_per_token": index_bytes / stored_tokens if stored_tokens else 0.0,
             "bytes": fmt.disk_bytes(self.path),
             "created": self.manifest.get("created"),
             "colmax_version": self.manifest.get("colmax_version"),
         }
 
     def verify(self) -> int:
-        """Re-read every live document's vectors and check their CRC-32; returns the count.
+        """Re-read every live file and check its checksums; returns the number of files.
 
-        Raises IndexCorruptError naming the damaged documents; search never checks sums.
+        Raises IndexCorruptError naming the damaged files; search only checks headers.
         """
         self._check_open()
-        checked, bad = self._vectors.verify(self._store.live_locations())
+        snap = load_snapshot(self.path, self._store)
+        try:
+            bad = [
+                f"{p.path.name} ({', '.join(names)})"
+                for p in snap.parts
+                if (names := p.bundle.verify())
+            ]
+        finally:
+            snap.close()
         if bad:
             raise IndexCorruptError(
-                f"the vectors of {len(bad)} document(s) in {self.path} fail their checksum: "
-                f"{_preview(bad)}; re-add them with add(..., replace=True), or rebuild the index"
+                f"{len(bad)} file(s) in {self.path} fail their checksums: {_preview(bad)}; "
+                "restore the index folder from a backup, or rebuild the index"
             )
-        return checked
+        return len(snap.parts) + (snap.codec_id is not None)
 
     def close(self) -> None:
         """Release the SQLite connection and the memory maps (idempotent)."""
         if not self._closed:
             self._closed = True
             self._store.close()
-            self._vectors.close()
-            self._layout = None
+            if self._snapshot is not None:
+                self._snapshot.close()
+            self._snapshot = None
 
     def __enter__(self) -> Index:
         return self
@@ -416,11 +625,16 @@ def _check_k(k: int) -> None:
         raise InputError(f"k must be a whole number of at least 1, not {k!r}")
 
 
-def _new_row(doc: PreparedDoc, segment: int, start: int, vectors: np.ndarray) -> NewRow:
-    checksum = fmt.vector_checksum(vectors)
-    return NewRow(
-        doc.id, doc.title, doc.text, doc.metadata_json, segment, start, len(vectors), checksum
-    )
+def _new_row(internal_id: int, doc: PreparedDoc, vectors: np.ndarray) -> NewRow:
+    return NewRow(internal_id, doc.id, doc.title, doc.text, doc.metadata_json, len(vectors))
 
 
-__all__ = ["AddReport", "Document", "Index"]
+def _settings(nbits: int, build: dict[str, Any]) -> BuildSettings:
+    known = set(BuildSettings.__dataclass_fields__) - {"nbits"}
+    unknown = set(build) - known
+    if unknown:
+        raise InputError(f"unknown index option(s) {sorted(unknown)}; known: {sorted(known)}")
+    return BuildSettings(nbits=nbits, **build)
+
+
+__all__ = ["AddReport", "Document", "Index", "SearchParams"]

@@ -1,0 +1,159 @@
+"""The residual codec (ColBERTv2 style): a token is its nearest centroid plus a residual
+quantised to ``nbits`` per dimension.
+
+Bucket cutoffs are the quantiles of the residual values of a training sample at
+``i / 2**nbits`` and a bucket's weight (its decoded value) is the quantile at the bucket's
+middle, shared by every dimension. Codes are packed ``8 / nbits`` dimensions per byte, the
+first dimension in the high bits, so one byte decodes through one row of :meth:`byte_table`
+and a query's dot product with a residual is a sum of per-byte lookups
+(:meth:`query_tables`) without decompressing anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from colmax.errors import InputError
+from colmax.index.bundle import Bundle, write_bundle
+from colmax.index.kmeans import kmeans, nearest_centroid, num_centroids
+
+NBITS = (1, 2, 4)
+# At most this many tokens (a random sample) train the centroids; k-means cost is
+# sample x centroids x dim per iteration.
+TRAIN_TOKENS_PER_CENTROID = 64
+
+
+def check_nbits(nbits: int, dim: int) -> None:
+    if nbits not in NBITS:
+        raise InputError(f"nbits must be one of {NBITS}, not {nbits!r}")
+    if dim * nbits % 8:
+        raise InputError(
+            f"dim {dim} times nbits {nbits} must be a multiple of 8 bits; choose nbits "
+            f"{[b for b in NBITS if dim * b % 8 == 0]}"
+        )
+
+
+@dataclass(frozen=True)
+class ResidualCodec:
+    centroids: np.ndarray  # [K, dim] float32, unit length
+    cutoffs: np.ndarray  # [2**nbits - 1] float32
+    weights: np.ndarray  # [2**nbits] float32
+    nbits: int
+    trained_tokens: int  # tokens the index had when this codec was trained
+
+    @property
+    def dim(self) -> int:
+        return int(self.centroids.shape[1])
+
+    @property
+    def num_centroids(self) -> int:
+        return int(self.centroids.shape[0])
+
+    @property
+    def dims_per_byte(self) -> int:
+        return 8 // self.nbits
+
+    @property
+    def code_bytes(self) -> int:
+        """Bytes of one token's packed residual."""
+        return self.dim * self.nbits // 8
+
+    # ------------------------------------------------------------------ training
+
+    @classmethod
+    def train(
+        cls,
+        vectors: np.ndarray,
+        nbits: int = 2,
+        *,
+        num_centroids_: int | None = None,
+        centroid_factor: float = 8.0,
+        total_tokens: int | None = None,
+        iterations: int = 8,
+        seed: int = 0,
+    ) -> ResidualCodec:
+        """Fit centroids and buckets to ``vectors`` (``[n, dim]``; a sample is drawn from them).
+
+        ``total_tokens``: the size of the corpus the codec is for (defaults to ``len(vectors)``),
+        which sets the number of centroids unless ``num_centroids_`` is given.
+        """
+        n, dim = vectors.shape
+        check_nbits(nbits, dim)
+        total = int(total_tokens or n)
+        k = num_centroids_ or num_centroids(total, centroid_factor)
+        k = min(k, n)
+        rng = np.random.default_rng(seed)
+        limit = max(k * TRAIN_TOKENS_PER_CENTROID, 1)
+        sample_idx = np.sort(rng.choice(n, size=min(n, limit), replace=False))
+        sample = np.asarray(vectors[sample_idx], dtype=np.float32)
+        centroids = kmeans(sample, k, iterations=iterations, seed=seed)
+        centroids = centroids.astype(np.float16).astype(np.float32)  # as stored on disk
+        # buckets from residuals of (at most 2**17) sample tokens
+        probe = sample[rng.choice(len(sample), size=min(len(sample), 2**17), replace=False)]
+        residuals = probe - centroids[nearest_centroid(probe, centroids)]
+        levels = 2**nbits
+        values = residuals.ravel()
+        cutoffs = np.quantile(values, np.arange(1, levels) / levels).astype(np.float32)
+        weights = np.quantile(values, (np.arange(levels) + 0.5) / levels).astype(np.float32)
+        return cls(centroids, cutoffs, weights, nbits, total)
+
+    # ------------------------------------------------------------------ coding
+
+    def encode(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes [n] int32, packed [n, code_bytes] uint8)`` for ``[n, dim]`` vectors."""
+        x = np.asarray(vectors, dtype=np.float32)
+        codes = nearest_centroid(x, self.centroids)
+        buckets = np.searchsorted(self.cutoffs, x - self.centroids[codes]).astype(np.uint8)
+        per = self.dims_per_byte
+        shifts = (self.nbits * np.arange(per - 1, -1, -1)).astype(np.uint8)
+        grouped = buckets.reshape(len(x), self.code_bytes, per) << shifts
+        packed = np.bitwise_or.reduce(grouped, axis=2) if per > 1 else grouped[..., 0]
+        return codes, np.ascontiguousarray(packed, dtype=np.uint8)
+
+    def byte_table(self) -> np.ndarray:
+        """``[256, dims_per_byte]`` float32: the decoded residual values of each byte value."""
+        per, mask = self.dims_per_byte, (1 << self.nbits) - 1
+        values = np.arange(256)[:, None]
+        shifts = self.nbits * np.arange(per - 1, -1, -1)[None, :]
+        return self.weights[(values >> shifts) & mask].astype(np.float32)
+
+    def decode(self, codes: np.ndarray, packed: np.ndarray) -> np.ndarray:
+        """``[n, dim]`` float32 approximations of the encoded vectors."""
+        residual = self.byte_table()[packed].reshape(len(codes), self.dim)
+        return self.centroids[codes] + residual
+
+    def query_tables(self, query: np.ndarray) -> np.ndarray:
+        """``[query_len, code_bytes, 256]`` float32: ``tables[t, j, v]`` is query token ``t``'s
+        dot product with the residual dims that byte ``j`` holds when its value is ``v``."""
+        q = np.asarray(query, dtype=np.float32)
+        grouped = q.reshape(len(q) * self.code_bytes, self.dims_per_byte)
+        tables = grouped @ self.byte_table().T
+        return np.ascontiguousarray(tables.reshape(len(q), self.code_bytes, 256))
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path: Path) -> int:
+        arrays = {
+            "centroids": self.centroids.astype(np.float16),
+            "cutoffs": self.cutoffs,
+            "weights": self.weights,
+        }
+        meta = {"kind": "codec", "nbits": self.nbits, "trained_tokens": self.trained_tokens}
+        return write_bundle(path, arrays, meta)
+
+    @classmethod
+    def load(cls, path: Path) -> ResidualCodec:
+        bundle = Bundle(path)
+        try:
+            return cls(
+                np.asarray(bundle["centroids"], dtype=np.float32),
+                np.array(bundle["cutoffs"], dtype=np.float32),
+                np.array(bundle["weights"], dtype=np.float32),
+                int(bundle.meta["nbits"]),
+                int(bundle.meta["trained_tokens"]),
+            )
+        finally:
+            bundle.close()

@@ -1,0 +1,96 @@
+"""The compiled loops of compressed search (numba, compiled on first use and cached on disk).
+
+A part stores its tokens grouped by centroid (``offsets[c]:offsets[c+1]`` is centroid ``c``'s
+list), each token as its packed residual plus the part-local number of its document. Scoring
+never decompresses a vector: a token's dot product with query token ``t`` is
+``q_t . centroid + sum_j tables[t, j, residual_byte_j]``.
+
+All kernels release the GIL, so a thread pool runs queries in parallel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def score_part(
+    probe_centroids: np.ndarray,  # [T, P] int32
+    probe_scores: np.ndarray,  # [T, P] float32, q_t . centroid
+    missing: np.ndarray,  # [T] float32, the similarity assumed when t saw no token of a doc
+    tables: np.ndarray,  # [T, B, 256] float32
+    offsets: np.ndarray,  # [K + 1] uint32
+    residuals: np.ndarray,  # [n_tokens, B] uint8
+    local_doc: np.ndarray,  # [n_tokens] uint16
+    n_docs: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate MaxSim of every document that any probed list reaches.
+
+    For each query token, the best similarity among the document's tokens in the probed lists;
+    where a query token reached none of its tokens, ``missing[t]`` stands in (WARP's
+    imputation). Returns ``(local document numbers, scores)`` of the documents reached.
+    """
+    n_q, n_probe = probe_centroids.shape
+    n_bytes = residuals.shape[1]
+    best = np.full(n_docs, -np.inf, dtype=np.float32)
+    total = np.zeros(n_docs, dtype=np.float32)
+    reached = np.zeros(n_docs, dtype=np.bool_)
+    touched = np.empty(n_docs, dtype=np.int32)
+    missing_sum = np.float32(0.0)
+    for t in range(n_q):
+        n_touched = 0
+        table = tables[t]
+        for p in range(n_probe):
+            c = probe_centroids[t, p]
+            base = probe_scores[t, p]
+            for i in range(offsets[c], offsets[c + 1]):
+                s = base
+                row = residuals[i]
+                for j in range(n_bytes):
+                    s += table[j, row[j]]
+                d = local_doc[i]
+                if best[d] == -np.inf:
+                    touched[n_touched] = d
+                    n_touched += 1
+                    best[d] = s
+                elif s > best[d]:
+                    best[d] = s
+        m = missing[t]
+        missing_sum += m
+        for x in range(n_touched):
+            d = touched[x]
+            total[d] += best[d] - m
+            best[d] = -np.inf
+            reached[d] = True
+    docs = np.flatnonzero(reached).astype(np.int32)
+    scores = np.empty(len(docs), dtype=np.float32)
+    for x in range(len(docs)):
+        scores[x] = total[docs[x]] + missing_sum
+    return docs, scores
+
+
+@njit(cache=True, nogil=True)
+def tokens_of_docs(
+    offsets: np.ndarray, local_doc: np.ndarray, wanted: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(token positions, centroid of each)`` of the documents marked in ``wanted`` (a bool
+    per local document), ordered by document. One pass over the part's document numbers."""
+    n_lists = len(offsets) - 1
+    count = 0
+    for i in range(len(local_doc)):
+        if wanted[local_doc[i]]:
+            count += 1
+    positions = np.empty(count, dtype=np.int64)
+    centroids = np.empty(count, dtype=np.int32)
+    keys = np.empty(count, dtype=np.int64)
+    x = 0
+    for c in range(n_lists):
+        for i in range(offsets[c], offsets[c + 1]):
+            if wanted[local_doc[i]]:
+                positions[x] = i
+                centroids[x] = c
+                keys[x] = np.int64(local_doc[i]) * 4294967296 + i
+                x += 1
+    order = np.argsort(keys)
+    return positions[order], centroids[order]
