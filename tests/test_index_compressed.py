@@ -176,12 +176,13 @@ def test_widest_search_returns_the_exact_top_k(tmp_path_factory, encoder64, seed
     docs, queries = corpus(seed, 60)
     path = tmp_path_factory.mktemp("widest") / "idx"
     with make_index(path, encoder64, docs, nbits=nbits, max_parts=2) as idx:
-        idx.add([{"id": "late", "text": "x"}], vectors=[docs[0]])  # a second part
+        late, _ = corpus(seed + 1, 1)
+        idx.add([{"id": "late", "text": "x"}], vectors=late)  # a second part
         idx.delete(["d5"])
         info = idx.info()
         assert info["raw_parts"] == 0 and info["centroids"] > 1
         stored = decompressed(idx)
-        assert "d5" not in stored and len(stored) == 60
+        assert "d5" not in stored and len(stored) == 60 and info["parts"] == 2
         params = SearchParams(nprobe=10**6, candidates=10**6, rescore=rescore)
         for q in queries:
             hits = idx.search_vectors(q, k=10, params=params)

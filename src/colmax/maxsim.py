@@ -57,11 +57,12 @@ def maxsim_ragged(queries: np.ndarray, doc_vectors: np.ndarray, offsets: np.ndar
     nonempty = lengths > 0
     if n_docs == 0 or not nonempty.any():
         return out[0] if single else out
-    d = _as_f32(doc_vectors[offsets[0] : offsets[-1]])
-    sim = q.reshape(n_q * q_len, -1) @ d.T  # [n_q * q_len, total_tokens]
+    d = torch.from_numpy(_as_f32(doc_vectors[offsets[0] : offsets[-1]]))
+    # [total_tokens, n_q * q_len]: reduceat then runs along contiguous rows
+    sim = (d @ torch.from_numpy(q.reshape(n_q * q_len, -1)).T).numpy()
     starts = (offsets[:-1] - offsets[0])[nonempty]
-    best = np.maximum.reduceat(sim, starts, axis=1)  # [n_q * q_len, n_nonempty]
-    out[:, nonempty] = best.reshape(n_q, q_len, -1).sum(axis=1)
+    best = np.maximum.reduceat(sim, starts, axis=0)  # [n_nonempty, n_q * q_len]
+    out[:, nonempty] = best.reshape(-1, n_q, q_len).sum(axis=2).T
     return out[0] if single else out
 
 

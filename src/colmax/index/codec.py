@@ -11,6 +11,7 @@ and a query's dot product with a residual is a sum of per-byte lookups
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from colmax.errors import InputError
 from colmax.index.bundle import Bundle, write_bundle
-from colmax.index.kmeans import kmeans, nearest_centroid, num_centroids
+from colmax.index.kmeans import Assigner, kmeans, nearest_centroid, num_centroids
 
 NBITS = (1, 2, 4)
 # At most this many tokens (a random sample) train the centroids; k-means cost is
@@ -72,7 +73,7 @@ class ResidualCodec:
         num_centroids_: int | None = None,
         centroid_factor: float = 8.0,
         total_tokens: int | None = None,
-        iterations: int = 8,
+        iterations: int = 4,  # ColBERT's default; more moved SciFact nDCG@10 by < 0.001
         seed: int = 0,
     ) -> ResidualCodec:
         """Fit centroids and buckets to ``vectors`` (``[n, dim]``; a sample is drawn from them).
@@ -105,8 +106,11 @@ class ResidualCodec:
     def encode(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(codes [n] int32, packed [n, code_bytes] uint8)`` for ``[n, dim]`` vectors."""
         x = np.asarray(vectors, dtype=np.float32)
-        codes = nearest_centroid(x, self.centroids)
-        buckets = np.searchsorted(self.cutoffs, x - self.centroids[codes]).astype(np.uint8)
+        codes = self._assigner(x)
+        residual = x - self.centroids[codes]
+        buckets = np.zeros(residual.shape, dtype=np.uint8)
+        for cut in self.cutoffs:  # a few comparisons beat searchsorted on 10^8 values
+            buckets += residual > cut
         per = self.dims_per_byte
         shifts = (self.nbits * np.arange(per - 1, -1, -1)).astype(np.uint8)
         grouped = buckets.reshape(len(x), self.code_bytes, per) << shifts
@@ -122,16 +126,26 @@ class ResidualCodec:
 
     def decode(self, codes: np.ndarray, packed: np.ndarray) -> np.ndarray:
         """``[n, dim]`` float32 approximations of the encoded vectors."""
-        residual = self.byte_table()[packed].reshape(len(codes), self.dim)
-        return self.centroids[codes] + residual
+        from colmax.index.kernels import decode_tokens
+
+        codes = np.ascontiguousarray(codes, dtype=np.int32)
+        packed = np.ascontiguousarray(packed, dtype=np.uint8)
+        return decode_tokens(self.centroids, codes, packed, self._table)
 
     def query_tables(self, query: np.ndarray) -> np.ndarray:
         """``[query_len, code_bytes, 256]`` float32: ``tables[t, j, v]`` is query token ``t``'s
         dot product with the residual dims that byte ``j`` holds when its value is ``v``."""
-        q = np.asarray(query, dtype=np.float32)
-        grouped = q.reshape(len(q) * self.code_bytes, self.dims_per_byte)
-        tables = grouped @ self.byte_table().T
-        return np.ascontiguousarray(tables.reshape(len(q), self.code_bytes, 256))
+        from colmax.index.kernels import query_tables
+
+        return query_tables(np.ascontiguousarray(query, dtype=np.float32), self._table)
+
+    @functools.cached_property
+    def _assigner(self) -> Assigner:
+        return Assigner(self.centroids)
+
+    @functools.cached_property
+    def _table(self) -> np.ndarray:
+        return np.ascontiguousarray(self.byte_table())
 
     # ------------------------------------------------------------------ files
 

@@ -72,25 +72,61 @@ def score_part(
 
 @njit(cache=True, nogil=True)
 def tokens_of_docs(
-    offsets: np.ndarray, local_doc: np.ndarray, wanted: np.ndarray
+    offsets: np.ndarray, local_doc: np.ndarray, wanted: np.ndarray, doc_lens: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(token positions, centroid of each)`` of the documents marked in ``wanted`` (a bool
-    per local document), ordered by document. One pass over the part's document numbers."""
-    n_lists = len(offsets) - 1
-    count = 0
-    for i in range(len(local_doc)):
-        if wanted[local_doc[i]]:
-            count += 1
-    positions = np.empty(count, dtype=np.int64)
-    centroids = np.empty(count, dtype=np.int32)
-    keys = np.empty(count, dtype=np.int64)
-    x = 0
-    for c in range(n_lists):
+    per local document), grouped by document in document order. One pass over the part."""
+    n_docs = len(wanted)
+    start = np.empty(n_docs, dtype=np.int64)
+    total = 0
+    for d in range(n_docs):
+        start[d] = total
+        if wanted[d]:
+            total += doc_lens[d]
+    positions = np.empty(total, dtype=np.int64)
+    centroids = np.empty(total, dtype=np.int32)
+    for c in range(len(offsets) - 1):
         for i in range(offsets[c], offsets[c + 1]):
-            if wanted[local_doc[i]]:
-                positions[x] = i
-                centroids[x] = c
-                keys[x] = np.int64(local_doc[i]) * 4294967296 + i
-                x += 1
-    order = np.argsort(keys)
-    return positions[order], centroids[order]
+            d = local_doc[i]
+            if wanted[d]:
+                positions[start[d]] = i
+                centroids[start[d]] = c
+                start[d] += 1
+    return positions, centroids
+
+
+@njit(cache=True, nogil=True)
+def query_tables(query: np.ndarray, byte_table: np.ndarray) -> np.ndarray:
+    """``[T, B, 256]``: ``tables[t, j, v] = sum_i query[t, j * per + i] * byte_table[v, i]``."""
+    n_q, dim = query.shape
+    per = byte_table.shape[1]
+    n_bytes = dim // per
+    tables = np.empty((n_q, n_bytes, 256), dtype=np.float32)
+    for t in range(n_q):
+        for j in range(n_bytes):
+            for v in range(256):
+                s = np.float32(0.0)
+                for i in range(per):
+                    s += query[t, j * per + i] * byte_table[v, i]
+                tables[t, j, v] = s
+    return tables
+
+
+@njit(cache=True, nogil=True)
+def decode_tokens(
+    centroids: np.ndarray,  # [K, dim] float32
+    codes: np.ndarray,  # [n] int32
+    packed: np.ndarray,  # [n, B] uint8
+    byte_table: np.ndarray,  # [256, per] float32
+) -> np.ndarray:
+    """``[n, dim]`` float32: centroid plus decoded residual of each token."""
+    n, n_bytes = packed.shape
+    per = byte_table.shape[1]
+    out = np.empty((n, n_bytes * per), dtype=np.float32)
+    for x in range(n):
+        c = codes[x]
+        for j in range(n_bytes):
+            v = packed[x, j]
+            for i in range(per):
+                out[x, j * per + i] = centroids[c, j * per + i] + byte_table[v, i]
+    return out

@@ -90,8 +90,9 @@ def _candidates(
 ) -> _PartFound:
     probe = tables = missing = None
     if cs is not None and snap.codec is not None:
-        probe = np.argpartition(-cs, nprobe - 1, axis=1)[:, :nprobe].astype(np.int32)
-        probe_scores = np.take_along_axis(cs, probe, axis=1)
+        top = torch.topk(torch.from_numpy(cs), nprobe, dim=1, sorted=False)
+        probe = top.indices.numpy().astype(np.int32)
+        probe_scores = top.values.numpy()
         missing = probe_scores.min(axis=1)
         tables = snap.codec.query_tables(q)
     out: _PartFound = []
@@ -140,7 +141,8 @@ def decode_docs(
     """``(local doc numbers sorted, their decompressed vectors back to back)``."""
     wanted = np.zeros(part.n_docs, dtype=np.bool_)
     wanted[local] = True
-    positions, centroids = tokens_of_docs(part.bundle["offsets"], part.bundle["local_doc"], wanted)
+    b = part.bundle
+    positions, centroids = tokens_of_docs(b["offsets"], b["local_doc"], wanted, part.doc_lens)
     vectors = codec.decode(centroids, np.asarray(part.bundle["residuals"])[positions])
     return np.flatnonzero(wanted), vectors
 
