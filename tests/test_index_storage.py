@@ -1,53 +1,142 @@
-"""The index on disk: damaged files, crashed adds, the writer lock, readers beside a writer."""
+"""The index on disk (format version 2, ``format.py``): damaged part, codec, manifest and SQLite
+files, orphan files of writes that never committed, a failed add, the writer lock, readers.
+
+The indexes are built from random unit vectors (``vectors=``), so nothing here encodes text.
+A compressed index is made by passing a small ``train_min_tokens``.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import sqlite3
+import struct
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from colmax import Index
 from colmax.errors import IndexCorruptError, IndexLockedError
-from colmax.index.format import segment_path
+from colmax.index.searcher import SearchParams
 
-DOCS = [
-    {"id": "cat", "text": "The cat sat on the warm mat and purred all afternoon."},
-    {"id": "paris", "text": "Paris is the capital and largest city of France."},
-    {"id": "python", "text": "Python is a popular programming language for data science."},
-    {"id": "banana", "text": "Bananas are yellow fruit rich in potassium."},
-    {"id": "everest", "text": "Mount Everest is the highest mountain above sea level."},
-]
-QUERY = "what is the capital of France"
+DIM = 384  # the bundled model's
+TRAIN_MIN_TOKENS = 200
+EXACT = SearchParams(nprobe=4096, rescore=True)  # every list probed, then exact MaxSim
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, default_encoder):
-    path = tmp_path_factory.mktemp("built") / "idx"
-    with Index.create(path, default_encoder) as idx:
-        idx.add(DOCS)
+def unit_vectors(seed: int, n_tokens: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((n_tokens, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def make_docs(start: int, n: int) -> tuple[list[dict], list[np.ndarray]]:
+    docs = [{"id": f"d{i}", "text": f"document number {i}"} for i in range(start, start + n)]
+    vecs = [unit_vectors(i, 6 + i % 5) for i in range(start, start + n)]
+    return docs, vecs
+
+
+def add_docs(idx: Index, start: int, n: int, **kwargs):
+    docs, vecs = make_docs(start, n)
+    return idx.add(docs, vectors=vecs, **kwargs)
+
+
+N_DOCS = 40  # four adds of ten: raw, raw, trains the codec, compressed
+VECS = dict(zip([d["id"] for d in make_docs(0, N_DOCS)[0]], make_docs(0, N_DOCS)[1]))
+QUERY = VECS["d7"][:4]
+
+
+def build(path: Path, encoder, **settings) -> Path:
+    with Index.create(path, encoder, max_parts=8, **settings) as idx:
+        for start in range(0, N_DOCS, 10):
+            add_docs(idx, start, 10)
     return path
 
 
 @pytest.fixture(scope="module")
-def qvec(default_encoder):
-    return default_encoder.encode_queries([QUERY])[0]
+def built(tmp_path_factory, default_encoder):
+    """A compressed index: a codec and three parts."""
+    path = build(tmp_path_factory.mktemp("built") / "idx", default_encoder, train_min_tokens=200)
+    parts, codec = live_files(path)
+    assert codec is not None and len(parts) == 3
+    return path
+
+
+@pytest.fixture(scope="module")
+def built_raw(tmp_path_factory, default_encoder):
+    """An index too small for centroids: raw parts only."""
+    path = build(tmp_path_factory.mktemp("built_raw") / "idx", default_encoder)
+    parts, codec = live_files(path)
+    assert codec is None and len(parts) == 4
+    return path
 
 
 @pytest.fixture()
 def path(tmp_path, built):
-    """A fresh, closed copy of the built index."""
+    """A fresh, closed copy of the compressed index."""
     shutil.copytree(built, tmp_path / "idx")
     return tmp_path / "idx"
 
 
-def committed_bytes(path) -> int:
-    return segment_path(path, 0).stat().st_size
+@pytest.fixture(params=["compressed", "raw"])
+def any_path(request, tmp_path, built, built_raw):
+    """A fresh copy of the compressed index, then of the raw one."""
+    source = built if request.param == "compressed" else built_raw
+    shutil.copytree(source, tmp_path / "idx")
+    return tmp_path / "idx"
+
+
+def live_files(path: Path) -> tuple[list[Path], Path | None]:
+    """The part files and the codec file the committed state names (read from docs.sqlite)."""
+    conn = sqlite3.connect(f"file:{path / 'docs.sqlite'}?mode=ro", uri=True)
+    try:
+        parts = [r[0] for r in conn.execute("SELECT part_id FROM parts ORDER BY part_id")]
+        codec = conn.execute("SELECT value FROM state WHERE key = 'codec'").fetchone()
+    finally:
+        conn.close()
+    return (
+        [path / "parts" / f"{p:06d}.part" for p in parts],
+        path / "parts" / f"{codec[0]:06d}.codec" if codec else None,
+    )
+
+
+def files_on_disk(path: Path) -> set[str]:
+    return {p.name for p in (path / "parts").iterdir()}
+
+
+def named_files(path: Path) -> set[str]:
+    parts, codec = live_files(path)
+    return {p.name for p in parts} | ({codec.name} if codec else set())
+
+
+def array_offset(file: Path, name: str) -> int:
+    """Where array ``name``'s bytes start in a bundle file (``bundle.py``'s layout)."""
+    with open(file, "rb") as handle:
+        magic, length, _ = struct.unpack("<8sII", handle.read(16))
+        header = json.loads(handle.read(length))
+    assert magic == b"COLMAXB1"
+    data_start = (16 + length + 63) // 64 * 64
+    return data_start + header["arrays"][name]["offset"]
+
+
+def flip_byte(file: Path, offset: int) -> None:
+    with open(file, "r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+
+
+def own_hits(idx: Index) -> dict[str, str]:
+    """Each document's top hit when searched with its own vectors."""
+    ids = list(VECS)
+    found = idx.search_vectors([VECS[i] for i in ids], k=1, params=EXACT, with_text=False)
+    return {i: hits[0].id for i, hits in zip(ids, found)}
 
 
 def run_python(code: str, *args: str, **kwargs) -> subprocess.Popen:
@@ -60,161 +149,235 @@ def run_python(code: str, *args: str, **kwargs) -> subprocess.Popen:
     )
 
 
+def test_built_indexes_find_every_document(built, built_raw):
+    for source in (built, built_raw):
+        with Index.open(source, readonly=True) as idx:
+            assert len(idx) == N_DOCS
+            assert own_hits(idx) == {i: i for i in VECS}
+            assert idx.verify() == len(named_files(source))
+
+
 # --------------------------------------------------------------------------- damaged files
 
 
-def test_missing_segment_file(path, default_encoder):
-    segment_path(path, 0).unlink()
-    with pytest.raises(IndexCorruptError, match=r"000000\.f16 is missing.*restore"):
-        Index.open(path, model=default_encoder)
+def test_missing_part_file(any_path):
+    part = live_files(any_path)[0][1]
+    part.unlink()
+    with pytest.raises(IndexCorruptError, match=rf"{part.name} is missing.*restore.*rebuild"):
+        Index.open(any_path)
 
 
-def test_truncated_segment_file(path, default_encoder):
-    os.truncate(segment_path(path, 0), committed_bytes(path) // 2)
-    with pytest.raises(IndexCorruptError, match=r"000000\.f16 is truncated.*restore"):
-        Index.open(path, model=default_encoder)
+def test_missing_codec_file(path):
+    codec = live_files(path)[1]
+    codec.unlink()
+    with pytest.raises(IndexCorruptError, match=rf"{codec.name} is missing.*restore.*rebuild"):
+        Index.open(path)
 
 
-def test_segment_truncated_while_open_fails_at_search(path, default_encoder, qvec):
-    with Index.open(path, model=default_encoder) as idx:
-        os.truncate(segment_path(path, 0), 100)
-        with pytest.raises(IndexCorruptError, match="truncated"):
-            idx.search_vectors(qvec)
+@pytest.mark.parametrize("which", ["part", "codec"])
+def test_truncated_file(path, which):
+    parts, codec = live_files(path)
+    file = parts[0] if which == "part" else codec
+    os.truncate(file, file.stat().st_size // 2)
+    with pytest.raises(IndexCorruptError, match=rf"{file.name} is damaged.*truncated.*restore"):
+        Index.open(path)
+
+
+def test_empty_part_file(any_path):
+    part = live_files(any_path)[0][0]
+    os.truncate(part, 0)
+    with pytest.raises(IndexCorruptError, match=rf"{part.name} is damaged.*empty.*restore"):
+        Index.open(any_path)
+
+
+@pytest.mark.parametrize(
+    ("offset", "message"),
+    [(0, "wrong magic bytes"), (8, "checksum"), (40, "checksum")],
+    ids=["magic", "header-length", "header-text"],
+)
+def test_garbage_in_a_part_header(any_path, offset, message):
+    part = live_files(any_path)[0][-1]
+    with open(part, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(b"\xde\xad\xbe\xef" * 2)
+    with pytest.raises(IndexCorruptError, match=rf"{part.name} is damaged.*{message}.*restore"):
+        Index.open(any_path)
+
+
+def test_garbage_in_the_codec_header(path):
+    codec = live_files(path)[1]
+    flip_byte(codec, 30)
+    with pytest.raises(IndexCorruptError, match=rf"{codec.name} is damaged.*checksum"):
+        Index.open(path)
+
+
+def test_a_part_file_swapped_for_another(path):
+    parts = live_files(path)[0]
+    shutil.copyfile(parts[-1], parts[0])  # a valid part file, but not the one listed
+    with pytest.raises(IndexCorruptError, match=rf"{parts[0].name} holds .* but the index lists"):
+        Index.open(path)
+
+
+def test_verify_finds_flipped_bytes_in_a_part(any_path):
+    part = live_files(any_path)[0][0]
+    array = "residuals" if live_files(any_path)[1] else "vectors"
+    with Index.open(any_path) as idx:
+        assert idx.verify() == len(named_files(any_path))
+    flip_byte(part, array_offset(part, array) + 5)
+    message = rf"1 file\(s\).*{part.name} \({array}\).*restore.*rebuild"
+    with Index.open(any_path) as idx, pytest.raises(IndexCorruptError, match=message):
+        idx.verify()  # (opening checks headers only)
+
+
+def test_verify_finds_flipped_bytes_in_the_codec(path):
+    """verify() says it re-reads every live file; the codec is one of them (and damage to its
+    centroids would silently change every search)."""
+    codec = live_files(path)[1]
+    flip_byte(codec, array_offset(codec, "centroids") + 3)
+    with Index.open(path) as idx, pytest.raises(IndexCorruptError, match=codec.name):
+        idx.verify()
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         ("{not json", "cannot be read as JSON"),
-        ('{"format": "something-else", "version": 1}', "not a colmax index manifest"),
+        ('{"format": "something-else", "version": 2}', "not a colmax index manifest"),
         ("[1, 2]", "not a colmax index manifest"),
     ],
 )
-def test_garbage_manifest(path, default_encoder, content, message):
+def test_garbage_manifest(path, content, message):
     (path / "manifest.json").write_text(content)
     with pytest.raises(IndexCorruptError, match=message):
-        Index.open(path, model=default_encoder)
+        Index.open(path)
 
 
-def test_manifest_from_a_newer_colmax(path, default_encoder):
+def test_manifest_from_a_newer_colmax(path):
     manifest = json.loads((path / "manifest.json").read_text())
-    manifest.update(version=2, colmax_version="9.0.0")
+    manifest.update(version=3, colmax_version="9.0.0")
     (path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IndexCorruptError, match=r"format version 2.*colmax 9\.0\.0.*Upgrade"):
-        Index.open(path, model=default_encoder)
+    with pytest.raises(IndexCorruptError, match=r"format version 3.*colmax 9\.0\.0.*Upgrade"):
+        Index.open(path)
 
 
-def test_manifest_missing_fields(path, default_encoder):
+def test_old_format_version_1_says_rebuild(path):
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["version"] = 1
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorruptError, match=r"format version 1, from an older.*Rebuild"):
+        Index.open(path)
+
+
+def test_manifest_missing_fields(path):
     manifest = json.loads((path / "manifest.json").read_text())
     del manifest["dim"]
+    manifest["nbits"] = 3
     (path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IndexCorruptError, match="'dim' must be"):
-        Index.open(path, model=default_encoder)
+    with pytest.raises(IndexCorruptError, match=r"'dim' must be.*'nbits' must be 1, 2 or 4"):
+        Index.open(path)
 
 
-def test_missing_manifest(path, default_encoder):
+def test_missing_manifest(path):
     (path / "manifest.json").unlink()
-    with pytest.raises(IndexCorruptError, match=r"manifest\.json is missing"):
-        Index.open(path, model=default_encoder)
+    with pytest.raises(IndexCorruptError, match=r"manifest\.json is missing.*rebuild"):
+        Index.open(path)
 
 
-def test_garbage_sqlite(path, default_encoder):
+def test_garbage_sqlite(path):
     (path / "docs.sqlite").write_bytes(b"this is not a database" * 500)
-    with pytest.raises(IndexCorruptError, match=r"docs\.sqlite is damaged"):
-        Index.open(path, model=default_encoder)
+    with pytest.raises(IndexCorruptError, match=r"docs\.sqlite is damaged.*rebuild"):
+        Index.open(path)
 
 
-def test_damaged_sqlite_pages(path, default_encoder, qvec):
+def test_damaged_sqlite_pages(path):
     data = bytearray((path / "docs.sqlite").read_bytes())
     data[4096:] = os.urandom(len(data) - 4096)  # keep the header page, garble the tables
     (path / "docs.sqlite").write_bytes(bytes(data))
     with pytest.raises(IndexCorruptError, match=r"docs\.sqlite is damaged"):
-        idx = Index.open(path, model=default_encoder)
-        idx.search_vectors(qvec)
+        idx = Index.open(path)
+        idx.search_vectors(QUERY)
         len(idx)
 
 
-def test_missing_sqlite(path, default_encoder):
+def test_missing_sqlite(path):
     (path / "docs.sqlite").unlink()
     with pytest.raises(IndexCorruptError, match=r"docs\.sqlite is missing"):
-        Index.open(path, model=default_encoder)
+        Index.open(path)
 
 
-def test_verify_finds_flipped_bytes(path, default_encoder):
-    with Index.open(path, model=default_encoder) as idx:
-        assert idx.verify() == len(DOCS)
-    with open(segment_path(path, 0), "r+b") as handle:
-        handle.seek(10)
-        byte = handle.read(1)
-        handle.seek(10)
-        handle.write(bytes([byte[0] ^ 0xFF]))
-    with (
-        Index.open(path, model=default_encoder) as idx,
-        pytest.raises(IndexCorruptError, match=r"1 document.*'cat'.*replace=True"),
-    ):
-        idx.verify()
+def test_sqlite_of_the_old_schema(path):
+    conn = sqlite3.connect(path / "docs.sqlite")
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    with pytest.raises(IndexCorruptError, match=r"schema version 1, expected 2.*rebuild"):
+        Index.open(path)
 
 
-# --------------------------------------------------------------------------- crashed adds
+# --------------------------------------------------------------------------- orphan files
 
 
-def test_bytes_past_the_committed_end_are_ignored_then_truncated(path, default_encoder, qvec):
-    with Index.open(path, model=default_encoder) as idx:
-        before = idx.search_vectors(qvec, k=len(DOCS))
-    with open(segment_path(path, 0), "ab") as handle:
-        handle.write(os.urandom(1000))  # half a vector and more: an add that never committed
-    with Index.open(path, model=default_encoder) as idx:
-        assert len(idx) == len(DOCS)
-        assert idx.search_vectors(qvec, k=len(DOCS)) == before
-        idx.add([{"id": "new", "text": "A new document after the crash."}])
-        assert committed_bytes(path) == idx.info()["tokens"] * idx.dim * 2
-        assert idx.verify() == len(DOCS) + 1
-        assert idx.search_vectors(qvec, k=1)[0].id == "paris"
+def test_orphan_files_are_ignored_by_readers_and_removed_by_the_next_writer(any_path):
+    parts = live_files(any_path)[0]
+    named = named_files(any_path)
+    with Index.open(any_path, readonly=True) as idx:
+        before = idx.search_vectors(QUERY, k=5, params=EXACT)
+    # what writes that never committed leave behind: a whole part, a codec, a temporary file
+    shutil.copyfile(parts[0], any_path / "parts" / "000900.part")
+    (any_path / "parts" / "000901.codec").write_bytes(b"half a codec")
+    (any_path / "parts" / ".000902.part.x1y2.tmp").write_bytes(os.urandom(1000))
+    (any_path / "parts" / "README").write_text("not the index's: left alone")
+    orphans = {"000900.part", "000901.codec", ".000902.part.x1y2.tmp"}
+    for readonly in (True, False):
+        with Index.open(any_path, readonly=readonly) as idx:
+            assert len(idx) == N_DOCS
+            assert idx.search_vectors(QUERY, k=5, params=EXACT) == before
+            assert idx.verify() == len(named)
+            assert own_hits(idx) == {i: i for i in VECS}
+        assert files_on_disk(any_path) == named | orphans | {"README"}
+    with Index.open(any_path) as idx:
+        add_docs(idx, N_DOCS, 1)
+        assert not orphans & files_on_disk(any_path)
+        assert files_on_disk(any_path) == named_files(any_path) | {"README"}
+        assert idx.get(f"d{N_DOCS}") is not None and len(idx) == N_DOCS + 1
+        assert idx.verify() == len(named_files(any_path))
+        # committed numbers are never reused: the new part's is past every earlier one
+        assert max(int(p.name[:6]) for p in live_files(any_path)[0]) > max(
+            int(n[:6]) for n in named
+        )
 
 
-def test_add_killed_between_vectors_and_commit(path, default_encoder, qvec):
-    """A real crash: a process fsyncs its vectors, then dies before the SQLite commit."""
-    with Index.open(path, model=default_encoder) as idx:
-        before = idx.search_vectors(qvec, k=len(DOCS))
-        rows = idx.info()["tokens"]
-    good = committed_bytes(path)
-    crash = run_python(
-        """
-        import os, sys
-        from colmax import Index
-        idx = Index.open(sys.argv[1])
-        idx._vectors.max_rows = int(sys.argv[2])  # roll over to a new segment mid-add
-        Index._on_vectors_written = lambda self: os._exit(17)
-        idx.add([{"id": f"new{i}", "text": f"Crash test document {i}."} for i in range(6)])
-        """,
-        str(path),
-        str(rows + 12),
-    )
-    _, err = crash.communicate(timeout=120)
-    assert crash.returncode == 17, err
-    assert committed_bytes(path) > good  # vectors of the lost add, past the committed end
-    assert segment_path(path, 1).exists()  # and a whole new segment nobody references
-    with Index.open(path, model=default_encoder) as idx:
-        assert len(idx) == len(DOCS) and "new0" not in idx
-        assert idx.search_vectors(qvec, k=len(DOCS)) == before
-        assert idx.verify() == len(DOCS)
-        report = idx.add([{"id": "after", "text": "Written after the crash."}])
-        assert committed_bytes(path) == good + report.tokens * idx.dim * 2
-        assert not segment_path(path, 1).exists()
-        assert idx.verify() == len(DOCS) + 1
+# --------------------------------------------------------------------------- failed adds
 
 
-def test_failed_add_rolls_back_its_vectors(path, default_encoder, monkeypatch):
-    good = committed_bytes(path)
+@pytest.mark.parametrize("n_new", [1, 30], ids=["compressed-add", "add-that-trains"])
+def test_failed_add_rolls_back_its_files(tmp_path, built_raw, built, monkeypatch, n_new):
+    """An add that fails after writing its files deletes them and changes nothing; with the
+    raw index and 30 new documents the failed add had trained a codec and rewritten parts."""
+    source = built if n_new == 1 else built_raw
+    path = tmp_path / "idx"
+    shutil.copytree(source, path)
+    before_files = files_on_disk(path)
+    written: list[set[str]] = []
 
     def boom(self):
+        written.append(files_on_disk(path))
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(Index, "_on_vectors_written", boom)
-    with Index.open(path, model=default_encoder) as idx:
+    monkeypatch.setattr(Index, "_on_files_written", boom)
+    with Index.open(path, train_min_tokens=TRAIN_MIN_TOKENS) as idx:
         with pytest.raises(RuntimeError, match="disk on fire"):
-            idx.add([{"id": "new", "text": "Never stored."}])
-        assert committed_bytes(path) == good and "new" not in idx and len(idx) == len(DOCS)
+            add_docs(idx, N_DOCS, n_new)
+        new = written[0] - before_files
+        assert any(n.endswith(".part") for n in new)
+        if n_new == 30:
+            assert any(n.endswith(".codec") for n in new)
+        assert files_on_disk(path) == before_files
+        assert f"d{N_DOCS}" not in idx and len(idx) == N_DOCS
+        assert own_hits(idx) == {i: i for i in VECS}
+        assert idx.info()["raw_parts"] == (4 if n_new == 30 else 0)
+        monkeypatch.undo()
+        add_docs(idx, N_DOCS, n_new)  # and the same add then goes through
+        assert len(idx) == N_DOCS + n_new and idx.verify() == len(named_files(path))
 
 
 # --------------------------------------------------------------------------- lock and readers
@@ -229,58 +392,62 @@ HOLD_LOCK = """
 """
 
 
-def test_second_writer_gets_index_locked_error(path, default_encoder, qvec):
+def test_second_writer_gets_index_locked_error(path):
     holder = run_python(HOLD_LOCK, str(path / "write.lock"), "60")
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with Index.open(path, model=default_encoder) as idx:
+        with Index.open(path) as idx:
             with pytest.raises(IndexLockedError, match=r"another process is writing.*wait"):
-                idx.add([{"id": "new", "text": "Blocked."}])
+                add_docs(idx, N_DOCS, 1)
             with pytest.raises(IndexLockedError):
-                idx.delete(["cat"])
-            assert idx.search_vectors(qvec, k=1)[0].id == "paris"  # readers never lock
-            assert len(idx) == len(DOCS)
+                idx.delete(["d1"])
+            with pytest.raises(IndexLockedError):
+                idx.compact()
+            with pytest.raises(IndexLockedError):
+                idx.optimize()
+            assert idx.search_vectors(QUERY, k=1, params=EXACT)[0].id == "d7"  # readers never lock
+            assert len(idx) == N_DOCS
+        assert files_on_disk(path) == named_files(path)
     finally:
         holder.kill()
         holder.communicate()
 
 
-def test_lock_timeout_waits_for_the_other_writer(path, default_encoder):
+def test_lock_timeout_waits_for_the_other_writer(path):
     holder = run_python(HOLD_LOCK, str(path / "write.lock"), "1")
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with Index.open(path, model=default_encoder, lock_timeout=60) as idx:
-            idx.delete(["cat"])  # waits about a second, then goes ahead
-            assert "cat" not in idx
+        with Index.open(path, lock_timeout=60) as idx:
+            idx.delete(["d1"])  # waits about a second, then goes ahead
+            assert "d1" not in idx
     finally:
         holder.communicate(timeout=60)
 
 
-def test_reader_sees_the_writers_commits(path, default_encoder, qvec):
+def test_reader_sees_the_writers_commits(path):
     with (
-        Index.open(path, model=default_encoder, readonly=True) as reader,
-        Index.open(path, model=default_encoder) as writer,
+        Index.open(path, readonly=True) as reader,
+        Index.open(path) as writer,
     ):
-        assert reader.search_vectors(qvec, k=1)[0].id == "paris"
-        writer.add([{"id": "lyon", "text": "Lyon is a city in France, but not the capital."}])
-        writer.delete(["paris"])
-        assert len(reader) == len(DOCS)
-        hits = reader.search_vectors(qvec, k=len(DOCS) + 1)
-        assert "paris" not in {h.id for h in hits} and hits[0].id == "lyon"
-        assert reader.get("lyon") is not None
+        assert reader.search_vectors(QUERY, k=1, params=EXACT)[0].id == "d7"
+        docs, vecs = make_docs(N_DOCS, 1)
+        writer.add(docs, vectors=[np.concatenate([QUERY, vecs[0]])])  # d40 now matches best
+        writer.delete(["d7"])
+        assert len(reader) == N_DOCS
+        hits = reader.search_vectors(QUERY, k=N_DOCS, params=EXACT)
+        assert "d7" not in {h.id for h in hits} and hits[0].id == f"d{N_DOCS}"
+        assert reader.get(f"d{N_DOCS}") is not None and reader.get("d7") is None
 
 
-def test_two_writers_in_one_process_exclude_each_other(path, default_encoder):
-    with (
-        Index.open(path, model=default_encoder) as first,
-        Index.open(path, model=default_encoder) as second,
-    ):
+def test_two_writers_in_one_process_exclude_each_other(path):
+    with Index.open(path) as first, Index.open(path) as second:
         with first._writing(), pytest.raises(IndexLockedError):
-            second.delete(["cat"])
-        assert second.delete(["cat"]) == 1
+            second.delete(["d1"])
+        assert second.delete(["d1"]) == 1
 
 
-def test_readonly_index_on_a_fresh_copy_reads_vectors(path, default_encoder, qvec):
-    with Index.open(path, model=default_encoder, readonly=True) as idx:
-        hits = idx.search_vectors(qvec, k=3)
-    assert hits[0].id == "paris" and np.isfinite([h.score for h in hits]).all()
+def test_readonly_index_on_a_fresh_copy(path):
+    with Index.open(path, readonly=True) as idx:
+        hits = idx.search_vectors(QUERY, k=3, params=EXACT)
+        assert idx.verify() == len(named_files(path))
+    assert hits[0].id == "d7" and np.isfinite([h.score for h in hits]).all()

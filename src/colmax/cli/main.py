@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from colmax import __version__
-from colmax.cli import eval_cmd, render
+from colmax.cli import eval_cmd, render, train_cmd
 from colmax.cli.render import err, out, plural
 
 app = typer.Typer(
@@ -387,6 +387,7 @@ def _escape(text: str) -> str:
 # --------------------------------------------------------------------------- eval
 
 app.command("eval")(handle_errors(eval_cmd.eval_command))
+app.command("train")(handle_errors(train_cmd.train_command))
 
 
 # --------------------------------------------------------------------------- demo
