@@ -294,3 +294,21 @@ def test_demo_command_answers_the_demo_questions(tmp_path: Path) -> None:
     assert "indexed 40 docstrings" in result.stdout
     for query in DEMO_QUERIES:
         assert query in result.stdout
+
+
+def test_compact_optimize_and_search_options(index_copy: Path) -> None:
+    assert invoke("delete", "cats", "--index", index_copy).exit_code == 0
+    compacted = invoke("compact", "--index", index_copy)
+    assert compacted.exit_code == 0, compacted.output
+    assert "dropped 1 deleted document" in compacted.output
+    info = json.loads(invoke("info", "--index", index_copy, "--json").stdout)
+    assert info["deleted"] == 0 and info["parts"] == 1
+    optimized = invoke("optimize", "--index", index_copy)
+    assert optimized.exit_code == 0 and "optimized in" in optimized.output, optimized.output
+    result = invoke(
+        "search", "tides", "--index", index_copy, "--nprobe", "4", "--rescore", "--json"
+    )
+    assert result.exit_code == 0 and json.loads(result.stdout)["hits"][0]["id"] == "tides"
+    assert invoke("search", "x", "--index", index_copy, "--nprobe", "0").exit_code == 2
+    missing = invoke("compact", "--index", index_copy.parent / "nope")
+    assert missing.exit_code == 1 and "no index" in missing.output

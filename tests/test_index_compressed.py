@@ -229,3 +229,27 @@ def test_bytes_per_token_is_within_the_budget(tmp_path, encoder64):
         info = idx.info()
         # codes + residuals + doc numbers + offsets + centroids, at dim 64 / nbits 2
         assert info["bytes_per_token"] <= DIM * 2 / 8 + 4 + 4, info
+
+
+def test_precomputed_vectors_are_checked_and_a_bad_add_adds_nothing(tmp_path, encoder64):
+    from colmax.errors import DimensionMismatchError
+
+    docs, _ = corpus(11, 20)
+    records = [{"id": f"d{i}", "text": f"document {i}"} for i in range(len(docs))]
+    with Index.create(tmp_path / "idx", encoder64, train_min_tokens=64) as idx:
+        with pytest.raises(InputError, match="got 19 vector arrays for 20 documents"):
+            idx.add(records, vectors=docs[:19])
+        with pytest.raises(InputError, match="more vector arrays than the 20"):
+            idx.add(records, vectors=[*docs, docs[0]])
+        bad_dim = [*docs[:5], np.zeros((3, 32), dtype=np.float32), *docs[6:]]
+        with pytest.raises(DimensionMismatchError, match=r"vectors\[5\] has dim 32"):
+            idx.add(records, vectors=bad_dim)
+        nan = [*docs[:7], np.full((2, DIM), np.nan, dtype=np.float32), *docs[8:]]
+        with pytest.raises(InputError, match=r"vectors\[7\] holds NaN"):
+            idx.add(records, vectors=nan)
+        with pytest.raises(InputError, match="non-empty"):
+            idx.add(records, vectors=[*docs[:2], np.zeros((0, DIM)), *docs[3:]])
+        assert len(idx) == 0 and idx.info()["parts"] == 0
+        assert sorted(p.name for p in (idx.path / "parts").iterdir()) == []
+        idx.add(records, vectors=(d for d in docs), batch_size=3)  # a generator is fine
+        assert len(idx) == 20 and idx.info()["raw_parts"] == 0

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from colmax import __version__
-from colmax.cli import eval_cmd, render, train_cmd
+from colmax.cli import eval_cmd, maintain_cmd, render, train_cmd
 from colmax.cli.render import err, out, plural
 
 app = typer.Typer(
@@ -104,6 +104,9 @@ def index_command(
     skip_empty: Annotated[
         bool, typer.Option("--skip-empty", help="Leave out documents with empty text.")
     ] = False,
+    nbits: Annotated[
+        int, typer.Option("--nbits", help="A new index's residual bits per dimension: 1, 2, 4.")
+    ] = 2,
 ) -> None:
     """Add documents to an index, creating it when INDEX does not exist yet."""
     from colmax.io import read_documents
@@ -112,7 +115,7 @@ def index_command(
     # fails in a second and nothing is half-added.
     total = sum(1 for _ in read_documents(input, skip_empty=skip_empty))
     start = time.perf_counter()
-    with _open_or_create(index, model) as idx:
+    with _open_or_create(index, model, nbits) as idx:
         load_seconds = time.perf_counter() - start
         added = replaced = tokens = truncated = 0
         with render.progress_bar("indexing") as bar:
@@ -143,13 +146,13 @@ def index_command(
     out.print(f"{index} now holds {plural(size, 'document')}")
 
 
-def _open_or_create(path: Path, model: str | None) -> Any:
+def _open_or_create(path: Path, model: str | None, nbits: int) -> Any:
     """Open the index at ``path``, or create it when the folder is missing or empty."""
     from colmax.index import Index
 
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         render.note(f"creating a new index at {path}")
-    return Index.create(path, model=model, exist_ok=True)
+    return Index.create(path, model=model, nbits=nbits, exist_ok=True)
 
 
 # --------------------------------------------------------------------------- search
@@ -161,13 +164,20 @@ def search_command(
     query: Annotated[str, typer.Argument(help="What to search for.", show_default=False)],
     index: IndexDir,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="How many hits.")] = 10,
+    nprobe: Annotated[
+        int | None,
+        typer.Option("--nprobe", min=1, help="Lists probed per query token (default: auto)."),
+    ] = None,
+    rescore: Annotated[
+        bool, typer.Option("--rescore", help="Re-score the candidates with all their vectors.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Search an index and show the best K documents."""
     from colmax.index import Index
 
     with Index.open(index, readonly=True) as idx:
-        hits = idx.search(query, k=k)
+        hits = idx.search(query, k=k, nprobe=nprobe, rescore=rescore)
     if as_json:
         render.print_json({"query": query, "hits": [_hit_dict(h) for h in hits]})
         return
@@ -388,6 +398,8 @@ def _escape(text: str) -> str:
 
 app.command("eval")(handle_errors(eval_cmd.eval_command))
 app.command("train")(handle_errors(train_cmd.train_command))
+app.command("compact")(handle_errors(maintain_cmd.compact_command))
+app.command("optimize")(handle_errors(maintain_cmd.optimize_command))
 
 
 # --------------------------------------------------------------------------- demo

@@ -41,6 +41,7 @@ from colmax.index.writer import (
     PartWriter,
     remove_orphans,
     rewrite,
+    small_parts,
     train_from_snapshot,
 )
 from colmax.types import Hit, SearchResult
@@ -191,7 +192,7 @@ class Index:
         self,
         docs: Iterable[dict[str, Any]],
         *,
-        vectors: Sequence[np.ndarray] | None = None,
+        vectors: Iterable[np.ndarray] | None = None,
         batch_size: int = 256,
         progress: bool = False,
         replace: bool = False,
@@ -202,13 +203,14 @@ class Index:
         (fsynced) as they are encoded, and one SQLite commit makes every document visible. An
         id already in the index is an error unless ``replace=True`` (the old document is then
         tombstoned). ``vectors``: the documents' ``[n_tokens, dim]`` token vectors, already
-        encoded (by this index's model), instead of encoding the texts.
+        encoded (by this index's model), instead of encoding the texts; any iterable, consumed
+        one batch at a time (a generator keeps memory bounded).
         """
         self._check_writable()
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, not {batch_size}")
         prepared = prepare_documents(docs)
-        given = self._check_vectors(vectors, len(prepared)) if vectors is not None else None
+        given = iter(vectors) if vectors is not None else None
         if not prepared:
             return AddReport(0, 0, 0, 0)
         self._existing(prepared, replace)  # fail before encoding, not after
@@ -226,7 +228,7 @@ class Index:
                     for start in range(0, len(prepared), batch_size):
                         batch = prepared[start : start + batch_size]
                         if given is not None:
-                            vecs = given[start : start + batch_size]
+                            vecs = self._next_vectors(given, start, len(batch), len(prepared))
                             stats.tokens += sum(len(v) for v in vecs)
                         else:
                             texts = [d.encode_text for d in batch]
@@ -236,6 +238,11 @@ class Index:
                         ingest.push(ids, list(vecs))
                         rows.extend(_new_row(i, d, v) for i, d, v in zip(ids, batch, vecs))
                         bar.update(len(batch))
+                if given is not None and next(given, None) is not None:
+                    raise InputError(
+                        f"got more vector arrays than the {len(prepared)} documents; give one "
+                        "array per document"
+                    )
                 change = ingest.finish()
                 change.rows, change.tombstone = rows, list(existing.values())
                 self._on_files_written()
@@ -251,14 +258,18 @@ class Index:
     def _on_files_written(self) -> None:
         """Hook between the files' fsync and the SQLite commit (tests crash here)."""
 
-    def _check_vectors(self, vectors: Sequence[np.ndarray], n_docs: int) -> list[np.ndarray]:
-        out = list(vectors)
-        if len(out) != n_docs:
-            raise InputError(
-                f"got {len(out)} vector arrays for {n_docs} documents; give one [n_tokens, "
-                f"{self.dim}] array per document"
-            )
-        for i, v in enumerate(out):
+    def _next_vectors(
+        self, given: Iterator[np.ndarray], start: int, count: int, n_docs: int
+    ) -> list[np.ndarray]:
+        """The next ``count`` arrays of ``given``, checked."""
+        out = []
+        for i in range(start, start + count):
+            v = next(given, None)
+            if v is None:
+                raise InputError(
+                    f"got {i} vector arrays for {n_docs} documents; give one [n_tokens, "
+                    f"{self.dim}] array per document"
+                )
             shape = getattr(v, "shape", None)
             if shape is None or len(shape) != 2 or shape[0] < 1:
                 raise InputError(
@@ -271,7 +282,8 @@ class Index:
                     f"{self.dim}-dim vectors; encode with the index's model (index.encoder)"
                 )
             if not np.isfinite(v).all():
-                raise InputError(f"vectors[{i}] holds NaN or infinite values")
+                raise InputError(f"vectors[{i}] holds NaN or infinite values; nothing was added")
+            out.append(v)
         return out
 
     def _existing(self, prepared: list[PreparedDoc], replace: bool) -> dict[str, int]:
@@ -362,9 +374,10 @@ class Index:
             grown = snap.codec is not None and snap.tokens >= s.regrow * snap.codec.trained_tokens
             if grown and s.auto_optimize:
                 self._optimize(snap)
-            elif len(snap.parts) > s.max_parts:
-                by_size = sorted(range(len(snap.parts)), key=lambda i: snap.rows[i].n_tokens)
-                self._rewrite(snap, by_size[: len(snap.parts) - s.max_parts // 2 + 1])
+            else:
+                small = small_parts(snap)
+                if len(small) > s.max_parts:
+                    self._rewrite(snap, small)
         finally:
             snap.close()
 

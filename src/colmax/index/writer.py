@@ -42,7 +42,7 @@ class BuildSettings:
     chunk_tokens: int = 2**19  # vectors encoded per step (~128 MB at dim 128)
     train_min_tokens: int = 2**16  # below this the index keeps raw vectors, searched exactly
     centroid_factor: float = 8.0  # centroids = 2**floor(log2(factor * sqrt(tokens)))
-    max_parts: int = 8  # more parts than this after an add: the smallest are merged
+    max_parts: int = 8  # more small parts than this after an add: they are merged
     regrow: float = 4.0  # re-train the codec once the index has grown this much since
     auto_optimize: bool = True
 
@@ -192,6 +192,18 @@ def rewrite(
         purge=np.concatenate(purge).tolist() if purge else [],
         codec_id=codec_id if new_codec is not None else None,
     )
+
+
+def small_parts(snap: Snapshot) -> list[int]:
+    """Parts below half the size limit, smallest first: the ones merging can still shrink
+    (full parts stay as they are, so a large index is a handful of full parts plus a few
+    small recent ones)."""
+    small = [
+        i
+        for i, r in enumerate(snap.rows)
+        if r.n_docs < MAX_PART_DOCS // 2 and r.n_tokens < MAX_PART_TOKENS // 2
+    ]
+    return sorted(small, key=lambda i: snap.rows[i].n_tokens)
 
 
 def train_from_snapshot(snap: Snapshot, settings: BuildSettings, seed: int = 0) -> ResidualCodec:

@@ -1,0 +1,79 @@
+"""colmax itself (runs in the repository's own venv, not a peer venv): ``Index.create`` +
+``add(vectors=...)``, then ``search_vectors`` with ``SearchParams``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PACKAGES = ["colmax", "numba", "torch"]
+DEFAULTS: dict[str, Any] = {
+    "nbits": 2,
+    "centroid_factor": 8.0,
+    "nprobe": None,  # None: chosen per call from k and the index size
+    "candidates": None,
+    "rescore": False,
+}
+BUILD_KEYS = {"nbits", "centroid_factor"}
+BATCH = True
+NOTES = (
+    "colmax.Index.create(dir, model with dim=128, nbits) then add(records, vectors=docs) in one "
+    "call (centroids trained on the vectors, 2 threads for the build); search_vectors(queries, k, "
+    "params=SearchParams(nprobe, candidates, rescore), threads=threads, with_text=False). "
+    "nprobe None = colmax's per-call default."
+)
+
+
+def _threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _encoder(dim: int) -> Any:
+    """The bundled model's description, narrowed to the vectors' dim (only used for checks:
+    nothing is encoded)."""
+    import copy
+
+    from colmax import Encoder
+
+    enc = Encoder.load()
+    small = copy.copy(enc)
+    small.config = enc.config.with_overrides(dim=dim)
+    return small
+
+
+def build(docs: list[np.ndarray], index_dir: Path, params: dict, threads: int) -> dict:
+    _threads(threads)
+    from colmax.index import Index
+
+    path = index_dir / "colmax"
+    with Index.create(
+        path, _encoder(docs[0].shape[1]), nbits=params["nbits"],
+        centroid_factor=params["centroid_factor"],
+    ) as idx:  # fmt: skip
+        records = [{"id": str(i), "text": str(i)} for i in range(len(docs))]
+        idx.add(records, vectors=docs, batch_size=4096)
+        info = idx.info()
+    return {"centroids": info["centroids"], "colmax_index_bytes": info["index_bytes"]}
+
+
+def load(index_dir: Path, params: dict, threads: int, n_docs: int) -> Any:
+    _threads(threads)
+    from colmax.index import Index
+
+    meta = (index_dir / "colmax" / "manifest.json").read_text()
+    import json
+
+    dim = int(json.loads(meta)["dim"])
+    return Index.open(index_dir / "colmax", model=_encoder(dim), readonly=True)
+
+
+def search(handle: Any, queries: list[np.ndarray], k: int, params: dict, threads: int):
+    from colmax.index import SearchParams
+
+    p = SearchParams(params["nprobe"], params["candidates"], params["rescore"])
+    found = handle.search_vectors(list(queries), k, params=p, threads=threads, with_text=False)
+    return [[(int(h.id), float(h.score)) for h in hits] for hits in found]
