@@ -8,11 +8,13 @@ unchanged. Every message names the record's position (0-based) and its id when i
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from colmax.errors import InputError
+import numpy as np
+
+from colmax.errors import DimensionMismatchError, InputError
 
 ALLOWED_KEYS = frozenset({"id", "text", "title", "metadata"})
 
@@ -147,3 +149,32 @@ def prepare_documents(docs: Iterable[Any]) -> list[PreparedDoc]:
 def metadata_from_json(text: str | None) -> dict[str, Any]:
     """Stored metadata back to a dict (``{}`` when there was none)."""
     return json.loads(text) if text else {}
+
+
+def next_vectors(
+    given: Iterator[Any], start: int, count: int, n_docs: int, dim: int
+) -> list[np.ndarray]:
+    """The next ``count`` arrays of ``given`` (documents ``start..``), each checked to be a
+    finite, non-empty ``[n_tokens, dim]`` array."""
+    out = []
+    for i in range(start, start + count):
+        v = next(given, None)
+        if v is None:
+            raise InputError(
+                f"got {i} vector arrays for {n_docs} documents; give one [n_tokens, {dim}] "
+                "array per document"
+            )
+        shape = getattr(v, "shape", None)
+        if shape is None or len(shape) != 2 or shape[0] < 1:
+            raise InputError(
+                f"vectors[{i}] must be a non-empty [n_tokens, {dim}] array, not shape {shape}"
+            )
+        if shape[1] != dim:
+            raise DimensionMismatchError(
+                f"vectors[{i}] has dim {shape[1]} but the index holds {dim}-dim vectors; "
+                "encode with the index's model (index.encoder)"
+            )
+        if not np.isfinite(v).all():
+            raise InputError(f"vectors[{i}] holds NaN or infinite values; nothing was added")
+        out.append(v)
+    return out

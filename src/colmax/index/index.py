@@ -27,12 +27,14 @@ from colmax.index.documents import (
     Document,
     PreparedDoc,
     metadata_from_json,
+    next_vectors,
     prepare_documents,
 )
 from colmax.index.ingest import Ingest
 from colmax.index.locking import locked, writer_lock
+from colmax.index.maintenance import Maintainer
 from colmax.index.model import ModelArg, as_encoder, check_model, load_recorded_model
-from colmax.index.parts import codec_path, part_path
+from colmax.index.parts import codec_path
 from colmax.index.searcher import SearchParams
 from colmax.index.searcher import search as search_snapshot
 from colmax.index.snapshot import Snapshot, load_snapshot
@@ -40,9 +42,6 @@ from colmax.index.writer import (
     BuildSettings,
     PartWriter,
     remove_orphans,
-    rewrite,
-    small_parts,
-    train_from_snapshot,
 )
 from colmax.types import Hit, SearchResult
 
@@ -228,7 +227,7 @@ class Index:
                     for start in range(0, len(prepared), batch_size):
                         batch = prepared[start : start + batch_size]
                         if given is not None:
-                            vecs = self._next_vectors(given, start, len(batch), len(prepared))
+                            vecs = next_vectors(given, start, len(batch), len(prepared), self.dim)
                             stats.tokens += sum(len(v) for v in vecs)
                         else:
                             texts = [d.encode_text for d in batch]
@@ -252,39 +251,15 @@ class Index:
                 raise
             finally:
                 snap.close()
-            self._maintain()
+            snap = self._writer_snapshot()
+            try:
+                self._maintainer().after_add(snap)
+            finally:
+                snap.close()
         return AddReport(len(rows), len(existing), stats.tokens, stats.truncated)
 
     def _on_files_written(self) -> None:
         """Hook between the files' fsync and the SQLite commit (tests crash here)."""
-
-    def _next_vectors(
-        self, given: Iterator[np.ndarray], start: int, count: int, n_docs: int
-    ) -> list[np.ndarray]:
-        """The next ``count`` arrays of ``given``, checked."""
-        out = []
-        for i in range(start, start + count):
-            v = next(given, None)
-            if v is None:
-                raise InputError(
-                    f"got {i} vector arrays for {n_docs} documents; give one [n_tokens, "
-                    f"{self.dim}] array per document"
-                )
-            shape = getattr(v, "shape", None)
-            if shape is None or len(shape) != 2 or shape[0] < 1:
-                raise InputError(
-                    f"vectors[{i}] must be a non-empty [n_tokens, {self.dim}] array, not "
-                    f"shape {shape}"
-                )
-            if shape[1] != self.dim:
-                raise DimensionMismatchError(
-                    f"vectors[{i}] has dim {shape[1]} but the index at {self.path} holds "
-                    f"{self.dim}-dim vectors; encode with the index's model (index.encoder)"
-                )
-            if not np.isfinite(v).all():
-                raise InputError(f"vectors[{i}] holds NaN or infinite values; nothing was added")
-            out.append(v)
-        return out
 
     def _existing(self, prepared: list[PreparedDoc], replace: bool) -> dict[str, int]:
         existing = self._store.live_internal_ids([d.id for d in prepared])
@@ -321,7 +296,7 @@ class Index:
         with self._writing():
             snap = self._writer_snapshot()
             try:
-                return self._rewrite(snap, list(range(len(snap.parts))))
+                return self._maintainer().rewrite(snap, list(range(len(snap.parts))))
             finally:
                 snap.close()
 
@@ -333,68 +308,19 @@ class Index:
         with self._writing():
             snap = self._writer_snapshot()
             try:
-                self._optimize(snap)
+                self._maintainer().optimize(snap)
             finally:
                 snap.close()
         return self.info()
 
-    def _optimize(self, snap: Snapshot) -> None:
-        if not any(p.n_docs for p in snap.parts) or not any((~d).any() for d in snap.dead):
-            self._rewrite(snap, list(range(len(snap.parts))))
-            return
-        codec = train_from_snapshot(snap, self.settings)
-        writer = PartWriter(self.path, self._store)
-        try:
-            codec_id = writer.codec(codec)
-            change = rewrite(
-                snap, list(range(len(snap.parts))), writer, self.settings, (codec, codec_id)
-            )
-            self._commit(change, writer.counters())
-        except BaseException:
-            writer.abandon()
-            raise
-        self._drop_files(snap, change)
-
-    def _rewrite(self, snap: Snapshot, indices: list[int]) -> int:
-        writer = PartWriter(self.path, self._store)
-        try:
-            change = rewrite(snap, indices, writer, self.settings)
-            self._commit(change, writer.counters())
-        except BaseException:
-            writer.abandon()
-            raise
-        self._drop_files(snap, change)
-        return len(change.purge)
-
-    def _maintain(self) -> None:
-        """After an add: re-train when the index outgrew its codec, merge when parts pile up."""
-        snap = self._writer_snapshot()
-        try:
-            s = self.settings
-            grown = snap.codec is not None and snap.tokens >= s.regrow * snap.codec.trained_tokens
-            if grown and s.auto_optimize:
-                self._optimize(snap)
-            else:
-                small = small_parts(snap)
-                if len(small) > s.max_parts:
-                    self._rewrite(snap, small)
-        finally:
-            snap.close()
+    def _maintainer(self) -> Maintainer:
+        return Maintainer(self.path, self._store, self.settings, self._commit)
 
     def _commit(self, change: Commit, counters: dict[str, int]) -> None:
         try:
             self._store.commit(change, counters)
         finally:
             self._changes += 1
-
-    def _drop_files(self, snap: Snapshot, change: Commit) -> None:
-        """Delete files the commit replaced (best effort: the next writer retries)."""
-        paths = [part_path(self.path, p) for p in change.drop_parts]
-        if change.codec_id is not None and snap.codec_id is not None:
-            paths.append(codec_path(self.path, snap.codec_id))
-        for path in paths:
-            with contextlib.suppress(OSError):
-                path.unlink()
 
     def _writer_snapshot(self) -> Snapshot:
         """The committed state, with files no commit names removed (a crashed write's)."""
