@@ -25,6 +25,7 @@ NBITS = (1, 2, 4)
 # At most this many tokens (a random sample) train the centroids; k-means cost is
 # sample x centroids x dim per iteration.
 TRAIN_TOKENS_PER_CENTROID = 64
+ENCODE_BLOCK = 65536
 
 
 def check_nbits(nbits: int, dim: int) -> None:
@@ -104,18 +105,24 @@ class ResidualCodec:
     # ------------------------------------------------------------------ coding
 
     def encode(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(codes [n] int32, packed [n, code_bytes] uint8)`` for ``[n, dim]`` vectors."""
-        x = np.asarray(vectors, dtype=np.float32)
-        codes = self._assigner(x)
-        residual = x - self.centroids[codes]
+        """``(codes [n] int32, packed [n, code_bytes] uint8)`` for ``[n, dim]`` vectors,
+        ``ENCODE_BLOCK`` rows at a time so float32 temporaries stay small."""
+        codes = np.empty(len(vectors), dtype=np.int32)
+        packed = np.empty((len(vectors), self.code_bytes), dtype=np.uint8)
+        for lo in range(0, len(vectors), ENCODE_BLOCK):
+            x = np.asarray(vectors[lo : lo + ENCODE_BLOCK], dtype=np.float32)
+            codes[lo : lo + len(x)] = block_codes = self._assigner(x)
+            packed[lo : lo + len(x)] = self._pack(x - self.centroids[block_codes])
+        return codes, packed
+
+    def _pack(self, residual: np.ndarray) -> np.ndarray:
         buckets = np.zeros(residual.shape, dtype=np.uint8)
         for cut in self.cutoffs:  # a few comparisons beat searchsorted on 10^8 values
             buckets += residual > cut
         per = self.dims_per_byte
         shifts = (self.nbits * np.arange(per - 1, -1, -1)).astype(np.uint8)
-        grouped = buckets.reshape(len(x), self.code_bytes, per) << shifts
-        packed = np.bitwise_or.reduce(grouped, axis=2) if per > 1 else grouped[..., 0]
-        return codes, np.ascontiguousarray(packed, dtype=np.uint8)
+        grouped = buckets.reshape(len(residual), self.code_bytes, per) << shifts
+        return np.bitwise_or.reduce(grouped, axis=2) if per > 1 else grouped[..., 0]
 
     def byte_table(self) -> np.ndarray:
         """``[256, dims_per_byte]`` float32: the decoded residual values of each byte value."""

@@ -18,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-ASSIGN_CHUNK = 16384
+ASSIGN_CHUNK = 4096  # a [4096, K] score block: 64 MB at K = 8192 in bf16
 
 
 def num_centroids(n_tokens: int, factor: float = 8.0) -> int:
