@@ -156,7 +156,8 @@ def test_score_part_matches_a_plain_loop_with_imputation():
         for pi in range(p):
             c = probe[ti, pi]
             for i in range(offsets[c], offsets[c + 1]):
-                s = probe_scores[ti, pi] + sum(tables[ti, j, residuals[i, j]] for j in range(n_bytes))
+                lookups = (tables[ti, j, residuals[i, j]] for j in range(n_bytes))
+                s = probe_scores[ti, pi] + sum(lookups)
                 d = int(local_doc[i])
                 best[ti, d] = max(best.get((ti, d), -np.inf), s)
     reached = sorted({d for _, d in best})
@@ -169,7 +170,9 @@ def test_score_part_matches_a_plain_loop_with_imputation():
 # --------------------------------------------------------------------------- search
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(seed=st.integers(0, 10_000), nbits=st.sampled_from([1, 2, 4]), rescore=st.booleans())
 def test_widest_search_returns_the_exact_top_k(tmp_path_factory, encoder64, seed, nbits, rescore):
     """With every list probed, the search is exact MaxSim over what the index stores."""

@@ -9,6 +9,7 @@ vectors are stored as centroid + quantised residual (``codec.py``) in part files
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 from colmax.encoder.encoder import Encoder, EncodeStats
 from colmax.errors import DimensionMismatchError, IndexCorruptError, InputError, UnknownIdError
 from colmax.index import format as fmt
+from colmax.index.bundle import Bundle
 from colmax.index.codec import check_nbits
 from colmax.index.docstore import Commit, DocStore, NewRow
 from colmax.index.documents import (
@@ -44,6 +46,8 @@ from colmax.index.writer import (
     remove_orphans,
 )
 from colmax.types import Hit, SearchResult
+
+_log = logging.getLogger(__name__)
 
 
 def _preview(ids: Sequence[str], limit: int = 10) -> str:
@@ -251,11 +255,7 @@ class Index:
                 raise
             finally:
                 snap.close()
-            snap = self._writer_snapshot()
-            try:
-                self._maintainer().after_add(snap)
-            finally:
-                snap.close()
+            self._after_add()
         return AddReport(len(rows), len(existing), stats.tokens, stats.truncated)
 
     def _on_files_written(self) -> None:
@@ -312,6 +312,22 @@ class Index:
             finally:
                 snap.close()
         return self.info()
+
+    def _after_add(self) -> None:
+        """Merge / re-train after a committed add. The add is stored whatever happens here,
+        so a failure is logged (with what to do), not raised."""
+        try:
+            snap = self._writer_snapshot()
+            try:
+                self._maintainer().after_add(snap)
+            finally:
+                snap.close()
+        except Exception as exc:  # the documents are committed; never report the add failed
+            _log.warning(
+                "the documents were added, but merging or re-training the index at %s failed "
+                "(%s); run `colmax optimize --index %s` to retry",
+                self.path, exc, self.path,
+            )  # fmt: skip
 
     def _maintainer(self) -> Maintainer:
         return Maintainer(self.path, self._store, self.settings, self._commit)
@@ -508,10 +524,13 @@ class Index:
         snap = load_snapshot(self.path, self._store)
         try:
             bad = [
-                f"{p.path.name} ({', '.join(names)})"
-                for p in snap.parts
-                if (names := p.bundle.verify())
+                f"{p.path.name} ({', '.join(n)})" for p in snap.parts if (n := p.bundle.verify())
             ]
+            if snap.codec_id is not None:
+                codec_file = Bundle(codec_path(self.path, snap.codec_id))
+                if names := codec_file.verify():
+                    bad.append(f"{codec_file.path.name} ({', '.join(names)})")
+                codec_file.close()
         finally:
             snap.close()
         if bad:

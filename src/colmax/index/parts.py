@@ -133,7 +133,8 @@ class Part:
             return DocBatch(
                 doc_ids, doc_lens, vectors=np.asarray(self.bundle["vectors"])[token_keep]
             )
-        positions, codes = tokens_of_docs(self.bundle["offsets"], self.bundle["local_doc"], keep)
+        b = self.bundle
+        positions, codes = tokens_of_docs(b["offsets"], b["local_doc"], keep, self.doc_lens)
         packed = np.asarray(self.bundle["residuals"])[positions]
         return DocBatch(doc_ids, doc_lens, codes=codes, packed=packed)
 
