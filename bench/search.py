@@ -138,6 +138,8 @@ def report(encode: dict) -> None:
                 "p50_ms": r.get("p50_ms"), "p95_ms": r.get("p95_ms"),
                 "qps_2threads": r.get("qps_2threads"),
                 "search_peak_rss_mb": r.get("search_peak_rss_mb"),
+                "search_extra_rss_mb": (r["search_peak_rss_mb"] - r["search_rss_start_mb"])
+                if r.get("search_peak_rss_mb") and r.get("search_rss_start_mb") else None,
                 "ndcg@10": r.get("quality", {}).get("ndcg@10"),
                 "overlap@10": overlap_at_10(r.get("results", {}), exact_results),
                 "e2e_p50_ms": (r["p50_ms"] + encode["p50_ms"]) if r.get("p50_ms") else None,
@@ -166,13 +168,15 @@ def render(rows: list[dict], encode: dict) -> str:
         "model's token vectors reduced to 128 dims by PCA (1.48M document tokens); every engine "
         "indexes exactly these vectors, each in its own subprocesses, one after the other, on a "
         "2-core CPU. p50/p95: one query at a time on 1 thread; QPS: 2 threads; top 100 per "
-        "query. Build: 2 threads. overlap@10: share of the exact top 10 found. End-to-end adds "
+        "query. Build: 2 threads. search +RSS: peak RSS of the 1-thread search process minus "
+        "its RSS after imports and reading the query vectors (index load + search). "
+        "overlap@10: share of the exact top 10 found. End-to-end adds "
         f"the query encoding p50 ({encode['p50_ms']:.1f} ms, colmax's encoder on 1 thread) to "
         "the search p50.",
         "",
         "| engine | params | nDCG@10 | overlap@10 | p50 ms | p95 ms | QPS (2 thr) | vs exact "
-        "| e2e p50 ms | build s | build peak RSS MB | index MB | B/token |",
-        "| --- | --- |" + " ---: |" * 11,
+        "| e2e p50 ms | build s | build peak RSS MB | index MB | B/token | search +RSS MB |",
+        "| --- | --- |" + " ---: |" * 12,
     ]
     for r in ok:
         speedup = exact["p50_ms"] / r["p50_ms"] if exact and r.get("p50_ms") else None
@@ -184,7 +188,7 @@ def render(rows: list[dict], encode: dict) -> str:
             f"| {_fmt(speedup, '.0f')}x | {_fmt(r['e2e_p50_ms'], '.1f')} "
             f"| {_fmt(r['build_s'], '.0f')} "
             f"| {_fmt(r['build_peak_rss_mb'], ',.0f')} | {_fmt(r['index_mb'], ',.1f')} "
-            f"| {_fmt(r['bytes_per_token'], '.1f')} |"
+            f"| {_fmt(r['bytes_per_token'], '.1f')} | {_fmt(r['search_extra_rss_mb'], ',.0f')} |"
         )
     failed = [r for r in rows if "error" in r]
     if failed:
