@@ -89,8 +89,10 @@ class ResidualCodec:
         k = min(k, n)
         rng = np.random.default_rng(seed)
         limit = max(k * TRAIN_TOKENS_PER_CENTROID, 1)
-        sample_idx = np.sort(rng.choice(n, size=min(n, limit), replace=False))
-        sample = np.asarray(vectors[sample_idx], dtype=np.float32)
+        if n <= limit:
+            sample = np.asarray(vectors, dtype=np.float32)  # one conversion, no index copy
+        else:
+            sample = vectors[np.sort(rng.choice(n, size=limit, replace=False))].astype(np.float32)
         centroids = kmeans(sample, k, iterations=iterations, seed=seed)
         centroids = centroids.astype(np.float16).astype(np.float32)  # as stored on disk
         # buckets from residuals of (at most 2**17) sample tokens

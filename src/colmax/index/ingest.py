@@ -75,7 +75,7 @@ class Ingest:
         stored = [
             self.snap.parts[i].batch(None, ~self.snap.dead[i]).vectors for i in self._raw_indices()
         ]
-        sample = np.concatenate([*stored, *(b.vectors for b in self.raw)]).astype(np.float32)
+        sample = np.concatenate([*stored, *(b.vectors for b in self.raw)])  # float16
         per_doc = self.tokens_seen / max(1, self.docs_seen)
         expected = self.snap.tokens + per_doc * max(self.expected_docs, self.docs_seen)
         s = self.settings
