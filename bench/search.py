@@ -36,9 +36,12 @@ DOCS = REPO / "docs" / "bench"
 PEERS_ROOT = Path(os.environ.get("PEERS_ROOT", "/work/peers"))
 
 COLMAX_RUNS = {
-    f"colmax-nbits{b}": ["--nbits", str(b), "--params", '[{}, {"rescore": true}]']
-    for b in (1, 2, 4)
+    f"colmax-nbits{b}": ["--nbits", str(b), "--params", '[{}, {"rescore": true}]'] for b in (1, 4)
 }
+# nbits 2, the default, also with fewer probes (the default for k=100 is 32 per query token)
+COLMAX_RUNS["colmax-nbits2"] = [
+    "--nbits", "2", "--params", '[{}, {"rescore": true}, {"nprobe": 16}, {"nprobe": 8}]'
+]  # fmt: skip
 # peer -> (venv name, extra run_peer.py arguments); the same choices as bench/peers/run_all.sh
 PEER_RUNS = {
     "exact": ("qdrant", []),
