@@ -55,7 +55,7 @@ def build(docs: list[np.ndarray], index_dir: Path, params: dict, threads: int) -
         centroid_factor=params["centroid_factor"],
     ) as idx:  # fmt: skip
         records = [{"id": str(i), "text": str(i)} for i in range(len(docs))]
-        idx.add(records, vectors=docs, batch_size=4096)
+        idx.add(records, vectors=docs)  # default batches of 256 documents
         info = idx.info()
     return {"centroids": info["centroids"], "colmax_index_bytes": info["index_bytes"]}
 

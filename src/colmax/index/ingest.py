@@ -36,7 +36,7 @@ class Ingest:
 
     def push(self, doc_ids: list[int], vectors: list[np.ndarray]) -> None:
         lens = np.array([len(v) for v in vectors], dtype=np.int32)
-        stacked = np.concatenate(vectors).astype(np.float16, copy=False)
+        stacked = np.concatenate([np.asarray(v, dtype=np.float16) for v in vectors])
         self.buffer.append(DocBatch(np.array(doc_ids, dtype=np.int64), lens, vectors=stacked))
         self.docs_seen += len(doc_ids)
         self.tokens_seen += int(lens.sum())
