@@ -1,0 +1,277 @@
+"""Training examples and the order they are seen in.
+
+Three sources, each a list of :class:`Example` (a query, its positive text, and the corpus ids
+that must never be its negatives):
+
+* ``labeled``: (query, positive document) for every positive qrels row of the training split,
+  minus the validation hold-out (a seeded share of the split's queries);
+* ``title``: a document's title -> its abstract (the text without the title);
+* ``sentence``: one sentence of an abstract -> the title and the rest of the abstract.
+
+The last two need no labels. Negatives are mined elsewhere (:mod:`colmax.train.mining`); for
+``title`` pairs they are shown without their titles too, so that "has a title" never tells
+the positive apart. :class:`BatchPlan` fixes which examples form each micro-batch: the plan of
+epoch ``e`` is a pure function of (seed, e), so a position ``(epoch, index)`` is all a
+checkpoint has to remember.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from colmax.errors import InputError
+from colmax.train.config import SOURCES
+
+#: how each source shows its mined negatives: the whole document or its text only
+NEGATIVE_VARIANT = {"labeled": "full", "title": "body", "sentence": "full"}
+MIN_SENTENCE_WORDS = 6
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training query with its positive; ``key`` is unique across all sources."""
+
+    key: str
+    source: str
+    query: str
+    positive: str
+    doc_id: str  # the corpus document the positive is (or is cut from)
+    known: tuple[str, ...]  # corpus ids that are positives (never used as negatives)
+
+
+@dataclass
+class Corpus:
+    """The documents, as the index would see them (``full``) and without their title."""
+
+    ids: list[str]
+    full: list[str]
+    body: list[str]
+
+    def __post_init__(self) -> None:
+        self.position = {d: i for i, d in enumerate(self.ids)}
+
+    def text(self, doc_id: str, variant: str) -> str:
+        i = self.position[doc_id]
+        return self.full[i] if variant == "full" else self.body[i]
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for doc_id, text in zip(self.ids, self.full):
+            digest.update(doc_id.encode() + b"\0" + text.encode() + b"\0")
+        return digest.hexdigest()[:16]
+
+
+@dataclass
+class TrainData:
+    corpus: Corpus
+    examples: dict[str, list[Example]]
+    val_queries: dict[str, str]  # held-out query id -> text
+    val_qrels: dict[str, dict[str, int]]
+
+
+def load_train_data(
+    data_dir: str | Path,
+    *,
+    split: str = "train",
+    val_fraction: float = 0.15,
+    mix: dict[str, float] | None = None,
+    max_unsupervised: int | None = None,
+    seed: int = 0,
+) -> TrainData:
+    """Read a BEIR folder's corpus and ``split`` and build every source with weight > 0."""
+    from colmax.eval.data import load
+
+    if split == "test":
+        raise InputError("the test split is for evaluation only; train on 'train'")
+    mix = mix if mix is not None else {s: 1.0 for s in SOURCES}
+    beir = load(data_dir, split)
+    corpus = Corpus(
+        ids=beir.doc_ids,
+        full=beir.doc_texts,
+        body=[d["text"] for d in beir.docs],
+    )
+    train_ids, val_ids = split_validation(beir.query_ids, val_fraction, seed)
+    texts = dict(zip(beir.query_ids, beir.query_texts))
+    examples: dict[str, list[Example]] = {}
+    if mix.get("labeled", 0) > 0:
+        examples["labeled"] = labeled_pairs(train_ids, texts, beir.qrels, corpus)
+    rng = np.random.default_rng([seed, 7])
+    if mix.get("title", 0) > 0:
+        examples["title"] = title_pairs(beir.docs, max_unsupervised, rng)
+    if mix.get("sentence", 0) > 0:
+        examples["sentence"] = sentence_pairs(beir.docs, max_unsupervised, rng)
+    for source, rows in examples.items():
+        if not rows:
+            raise InputError(f"{data_dir}: the {source!r} source has no examples; drop it from mix")
+    return TrainData(
+        corpus=corpus,
+        examples=examples,
+        val_queries={q: texts[q] for q in val_ids},
+        val_qrels={q: beir.qrels[q] for q in val_ids},
+    )
+
+
+def split_validation(
+    query_ids: list[str], fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
+    """A seeded hold-out of ``fraction`` of the queries: (train ids, validation ids)."""
+    order = np.random.default_rng([seed, 1]).permutation(len(query_ids))
+    n_val = round(fraction * len(query_ids))
+    val = {query_ids[i] for i in order[:n_val]}
+    return [q for q in query_ids if q not in val], [q for q in query_ids if q in val]
+
+
+def labeled_pairs(
+    query_ids: list[str],
+    texts: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+    corpus: Corpus,
+) -> list[Example]:
+    out = []
+    for qid in query_ids:
+        positives = sorted(d for d, s in qrels[qid].items() if s > 0 and d in corpus.position)
+        for doc_id in positives:
+            out.append(
+                Example(
+                    key=f"q:{qid}:{doc_id}",
+                    source="labeled",
+                    query=texts[qid],
+                    positive=corpus.text(doc_id, "full"),
+                    doc_id=doc_id,
+                    known=tuple(positives),
+                )
+            )
+    return out
+
+
+def title_pairs(docs: list[dict], limit: int | None, rng: np.random.Generator) -> list[Example]:
+    """Title -> abstract for documents with both (at most ``limit``, a seeded sample)."""
+    usable = [d for d in docs if d.get("title", "").strip() and d["text"].strip()]
+    out = [
+        Example(f"title:{d['id']}", "title", d["title"].strip(), d["text"], d["id"], (d["id"],))
+        for d in _sample(usable, limit, rng)
+    ]
+    return out
+
+
+def sentence_pairs(docs: list[dict], limit: int | None, rng: np.random.Generator) -> list[Example]:
+    """One seeded sentence of each abstract -> the title and the rest of the abstract."""
+    out = []
+    for d in _sample(docs, limit, rng):
+        sentences = split_sentences(d["text"])
+        usable = [i for i, s in enumerate(sentences) if len(s.split()) >= MIN_SENTENCE_WORDS]
+        if len(sentences) < 2 or not usable:
+            continue
+        pick = usable[int(rng.integers(len(usable)))]
+        rest = " ".join(s for i, s in enumerate(sentences) if i != pick)
+        positive = f"{d['title']}\n{rest}" if d.get("title") else rest
+        out.append(
+            Example(
+                f"sentence:{d['id']}:{pick}",
+                "sentence",
+                sentences[pick],
+                positive,
+                d["id"],
+                (d["id"],),
+            )
+        )
+    return out
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences at ``.``, ``!`` or ``?`` followed by a space and a capital, digit or bracket."""
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def _sample(docs: list[dict], limit: int | None, rng: np.random.Generator) -> list[dict]:
+    if limit is None or limit >= len(docs):
+        return docs
+    keep = np.sort(rng.choice(len(docs), size=limit, replace=False))
+    return [docs[i] for i in keep]
+
+
+# --------------------------------------------------------------------------- batch order
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """Which examples one forward pass sees, and where it sits in the run."""
+
+    epoch: int
+    index: int
+    source: str
+    rows: tuple[int, ...]  # positions in examples[source]
+
+
+class BatchPlan:
+    """Micro-batches per epoch: each source's examples shuffled and repeated ``mix`` times
+    (a fractional weight adds a seeded sample), cut into batches of one source each, and the
+    batches shuffled together. Batches smaller than 2 are dropped (nothing to contrast)."""
+
+    def __init__(
+        self, sizes: dict[str, int], mix: dict[str, float], batch_size: int, seed: int
+    ) -> None:
+        self.sizes = {s: n for s, n in sizes.items() if mix.get(s, 0) > 0 and n > 0}
+        if not self.sizes:
+            raise InputError("no training examples: every source is empty or has weight 0")
+        self.mix = mix
+        self.batch_size = batch_size
+        self.seed = seed
+        self._cache: dict[int, list[MicroBatch]] = {}
+
+    def epoch(self, epoch: int) -> list[MicroBatch]:
+        if epoch not in self._cache:
+            self._cache = {epoch: self._build(epoch)}
+        return self._cache[epoch]
+
+    def _build(self, epoch: int) -> list[MicroBatch]:
+        rng = np.random.default_rng([self.seed, 2, epoch])
+        batches: list[tuple[str, tuple[int, ...]]] = []
+        for source in sorted(self.sizes):
+            n, weight = self.sizes[source], self.mix[source]
+            whole = int(weight)
+            parts = [rng.permutation(n) for _ in range(whole)]
+            extra = round((weight - whole) * n)
+            if extra:
+                parts.append(rng.permutation(n)[:extra])
+            order = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+            for lo in range(0, len(order), self.batch_size):
+                chunk = order[lo : lo + self.batch_size]
+                if len(chunk) >= 2:
+                    batches.append((source, tuple(int(i) for i in chunk)))
+        if not batches:
+            raise InputError(
+                "every micro-batch would hold fewer than 2 examples; add data or raise mix"
+            )
+        shuffled = rng.permutation(len(batches))
+        return [MicroBatch(epoch, k, *batches[j]) for k, j in enumerate(shuffled)]
+
+    def at(self, position: tuple[int, int]) -> tuple[MicroBatch, tuple[int, int]]:
+        """The micro-batch at ``(epoch, index)`` and the position after it."""
+        epoch, index = position
+        plan = self.epoch(epoch)
+        if index >= len(plan):
+            epoch, index = epoch + 1, 0
+            plan = self.epoch(epoch)
+        return plan[index], (epoch, index + 1)
+
+
+def sample_negatives(
+    candidates: list[list[str]], rows: tuple[int, ...], n: int, seed: int, batch: MicroBatch
+) -> list[list[int]]:
+    """For each row, ``n`` distinct positions in its candidate list (seeded by the batch's
+    position, so a resumed run draws the same ones). Short lists repeat their candidates."""
+    rng = np.random.default_rng([seed, 3, batch.epoch, batch.index])
+    out = []
+    for row in rows:
+        m = len(candidates[row])
+        if m == 0:
+            raise InputError(f"example {row} has no mined negatives; raise mine_depth")
+        out.append(rng.choice(m, size=n, replace=m < n).tolist())
+    return out

@@ -1,0 +1,171 @@
+"""``colmax.train.train``: prepare, build the student, train (resuming when the run folder has a
+checkpoint), and at the end export the best model and score it on the whole corpus.
+
+Run folder::
+
+    RUN/config.json            the settings (a resume with other settings is refused)
+    RUN/prepare.json           data counts, validation baselines, the teacher comparison
+    RUN/history.jsonl          loss, tokens/s, validation, checkpoints, one JSON per line
+    RUN/checkpoints/last.pt    model + optimizer + scheduler + RNG + data position
+    RUN/checkpoints/best.pt    the best validated model; RUN/best.json its scores
+    RUN/model/                 the exported best model (PyLate layout, float16)
+    RUN/final.json             the exported model's exact full-corpus validation scores
+    RUN/cache/                 mined negatives and teacher scores (or cache_dir)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from colmax.errors import InputError
+from colmax.train import checkpoint
+from colmax.train.config import TrainConfig, differences
+from colmax.train.prepare import prepare
+from colmax.train.shipping import export
+from colmax.train.student import build_student, corpus_sample
+from colmax.train.trainer import LAST, Trainer
+from colmax.train.validate import Validator
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    finished: bool
+    best: dict[str, Any]
+    model_dir: Path | None
+    final: dict[str, Any] | None
+
+
+def train(
+    data_dir: str | Path,
+    run_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    stop_at: int | None = None,
+    export_to: str | Path | None = None,
+    **overrides: Any,
+) -> TrainResult:
+    """Train on a BEIR folder's ``train`` split into ``run_dir``; resume when it has a
+    checkpoint. ``overrides`` replace fields of ``config``; ``stop_at`` stops (after a
+    checkpoint) at that step; at ``max_steps`` the best model is exported to ``export_to``
+    (default ``RUN/model``)."""
+    config = replace(config or TrainConfig(), **overrides).validate()
+    run = Path(run_dir).expanduser()
+    run.mkdir(parents=True, exist_ok=True)
+    with _run_lock(run), limit_threads(config.threads):
+        _check_config(run, config)
+        cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else run / "cache"
+        prepared = prepare(data_dir, config, cache_dir)
+        (run / "prepare.json").write_text(json.dumps(prepared.report, indent=2) + "\n")
+        bf16 = bool(prepared.report["bf16"])
+        state = checkpoint.load(run / LAST) if (run / LAST).exists() else None
+        checkpoint.seed_everything(config.seed)
+        if state is None:
+            texts = corpus_sample(prepared.corpus.full, config.pca_docs, config.seed)
+            student = build_student(config, pca_texts=texts, name=run.name, bf16=bf16)
+        else:
+            student = build_student(config, state=state["model"], name=run.name)
+        validator = Validator(
+            prepared.val_queries,
+            prepared.val_qrels,
+            prepared.val_pool,
+            prepared.corpus,
+            dims=config.dims,
+        )
+        trainer = Trainer(student, prepared, config, run, validator=validator, bf16=bf16)
+        if state is not None:
+            trainer.resume(state)
+        trainer.fit(stop_at)
+        finished = trainer.step >= config.max_steps
+        model_dir, final = None, None
+        if finished and trainer.best["step"] is not None:
+            model_dir = Path(export_to).expanduser() if export_to else run / "model"
+            if not model_dir.exists() or not any(model_dir.iterdir()):
+                export(run, model_dir, name=model_dir.name)
+            final = _final(run, model_dir, validator, config, trainer)
+        return TrainResult(run, trainer.step, finished, trainer.best, model_dir, final)
+
+
+def _final(
+    run: Path, model_dir: Path, validator: Validator, config: TrainConfig, trainer: Trainer
+) -> dict[str, Any]:
+    """Exact full-corpus validation of the exported model (cached in RUN/final.json)."""
+    from colmax.encoder import Encoder
+
+    path = run / "final.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    start = time.perf_counter()
+    encoder = Encoder.load(model_dir, threads=config.threads, precision=config.precision)
+    metrics = validator.full_corpus(encoder)
+    final = {
+        "model": str(model_dir),
+        "best_step": trainer.best["step"],
+        "validation_full_corpus": metrics,
+        "document_length": config.export_document_length,
+        "train_seconds": round(trainer.elapsed, 1),
+        "train_tokens": trainer.tokens,
+        "tokens_per_s": round(trainer.tokens / max(trainer.elapsed, 1e-9), 1),
+        "steps_per_s": round(trainer.step / max(trainer.elapsed, 1e-9), 4),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    path.write_text(json.dumps(final, indent=2) + "\n")
+    return final
+
+
+def _check_config(run: Path, config: TrainConfig) -> None:
+    stored = run / "config.json"
+    if stored.exists():
+        diffs = differences(TrainConfig.load(stored), config)
+        if diffs:
+            raise InputError(
+                f"{run} was started with other settings ({'; '.join(diffs)}); resume with the "
+                "same settings or choose a new run folder"
+            )
+    else:
+        config.save(stored)
+
+
+@contextlib.contextmanager
+def _run_lock(run: Path) -> Iterator[None]:
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(run / "train.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise InputError(f"another process is training in {run}; wait for it or stop it") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def limit_threads(threads: int | None) -> Iterator[None]:
+    """Use ``threads`` torch threads and (on Linux) only ``threads`` CPUs, so tokenizers and
+    every other thread pool stay within the budget too; restored afterwards."""
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    torch.set_num_threads(threads)
+    if affinity is not None and len(affinity) > threads:
+        os.sched_setaffinity(0, sorted(affinity)[-threads:])
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+        if affinity is not None:
+            os.sched_setaffinity(0, affinity)

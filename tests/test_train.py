@@ -1,0 +1,452 @@
+"""colmax.train: losses against hand-computed values, mining and teacher helpers, the batch
+plan, a few optimizer steps on a toy set, exact resume, export round trip (tiny random
+checkpoints from checkpoint_factory), and one end-to-end run with the real MiniLM teacher."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from checkpoint_factory import make_pylate
+
+from colmax.errors import InputError
+from colmax.train import checkpoint, losses, mining, teacher
+from colmax.train.config import TrainConfig, differences, parse_mix
+from colmax.train.data import (
+    BatchPlan,
+    Corpus,
+    Example,
+    sample_negatives,
+    sentence_pairs,
+    split_sentences,
+    split_validation,
+)
+from colmax.train.prepare import Prepared, SourceData
+from colmax.train.student import build_student, fit_pca
+from colmax.train.trainer import LAST, Trainer
+
+# --------------------------------------------------------------------------- losses
+
+SCORES = torch.tensor([[2.0, 0.0, 1.0, 0.0], [0.0, 1.0, 3.0, 1.0]])  # 2 queries, group 2
+
+
+def test_ce_in_batch_matches_hand_computation():
+    row0 = math.log(math.e**2 + 1 + math.e + 1) - 2
+    row1 = math.log(1 + math.e + math.e**3 + math.e) - 3
+    got = losses.retrieval_loss(SCORES, 2, kind="ce")
+    assert got.item() == pytest.approx((row0 + row1) / 2, abs=1e-6)
+
+
+def test_ce_own_negatives_only_and_temperature():
+    own = math.log(1 + math.exp(-2))  # both rows: positive 2 above its one negative
+    got = losses.retrieval_loss(SCORES, 2, kind="ce", in_batch=False)
+    assert got.item() == pytest.approx(own, abs=1e-6)
+    hot = losses.retrieval_loss(SCORES, 2, kind="ce", in_batch=False, temperature=2.0)
+    assert hot.item() == pytest.approx(math.log(1 + math.exp(-1)), abs=1e-6)
+
+
+def test_pairwise_is_colberts_two_way_softmax():
+    sp = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    pairs = [sp(0 - 2), sp(1 - 2), sp(0 - 2), sp(0 - 3), sp(1 - 3), sp(1 - 3)]
+    got = losses.retrieval_loss(SCORES, 2, kind="pairwise")
+    assert got.item() == pytest.approx(sum(pairs) / 6, abs=1e-6)
+
+
+def test_hinge_margin():
+    # margin 2: row 0 pairs (2 vs 0, 1, 0) -> 0, 1, 0; row 1 (3 vs 0, 1, 1) -> 0, 0, 0
+    got = losses.retrieval_loss(SCORES, 2, kind="hinge", margin=2.0)
+    assert got.item() == pytest.approx(1 / 6, abs=1e-6)
+    own = losses.retrieval_loss(SCORES, 2, kind="hinge", margin=2.0, in_batch=False)
+    assert own.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_exclude_drops_known_positives_from_the_negatives():
+    exclude = torch.zeros(2, 4, dtype=torch.bool)
+    exclude[0, 2] = True  # document 2 is also a positive of query 0
+    row0 = math.log(math.e**2 + 1 + 1) - 2
+    row1 = math.log(1 + math.e + math.e**3 + math.e) - 3
+    got = losses.retrieval_loss(SCORES, 2, kind="ce", exclude=exclude)
+    assert got.item() == pytest.approx((row0 + row1) / 2, abs=1e-6)
+
+
+def test_distillation_kl_hand_computed():
+    student = torch.tensor([[0.0, 0.0]])
+    target = torch.tensor([[math.log(3.0), 0.0]])  # teacher probabilities .75 / .25
+    expected = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    got = losses.distillation_loss(student, target)
+    assert got.item() == pytest.approx(expected, abs=1e-6)
+    assert losses.distillation_loss(target, target).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_own_scores_and_shape_check():
+    assert losses.own_scores(SCORES, 2).tolist() == [[2.0, 0.0], [3.0, 1.0]]
+    with pytest.raises(ValueError, match="columns"):
+        losses.retrieval_loss(SCORES, 3)
+
+
+# --------------------------------------------------------------------------- teacher, mining
+
+
+def test_teacher_zscore_fusion():
+    comps = {
+        "maxsim": np.array([[3.0, 1.0, 2.0, np.nan]]),
+        "bm25": np.array([[10.0, 30.0, 20.0, np.nan]]),
+        "biencoder": np.zeros((1, 4)),
+    }
+    z = teacher.zscore(comps["maxsim"])
+    assert np.allclose(z[0, :3], [1.2247449, -1.2247449, 0.0]) and np.isnan(z[0, 3])
+    fused = teacher.fuse(comps, {"maxsim": 1.0, "bm25": 1.0})
+    assert np.allclose(fused[0, :3], 0.0)
+    assert teacher.teacher_weights("maxsim", {}) == {"maxsim": 1.0}
+    with pytest.raises(InputError):
+        teacher.teacher_weights("fusion", {"bm25": 0.0})
+
+
+def test_bm25_scorer_matches_bm25s():
+    import bm25s
+
+    from colmax.eval.tokenize_text import tokenize, tokenize_many
+
+    texts = [d["text"] for d in TOY_DOCS]
+    scorer = teacher.Bm25Scorer(texts)
+    model = bm25s.BM25(k1=0.9, b=0.4)
+    model.index(tokenize_many(texts), show_progress=False)
+    query = "volcano lava eruption"
+    want = model.get_scores([w for w in tokenize(query) if w in model.vocab_dict])
+    assert np.allclose(scorer.score(query, texts), want, atol=1e-4)
+
+
+def test_merge_interleaves_dedupes_and_skips_positives():
+    assert mining.merge([[5, 1, 2], [1, 7, 3]], skip={2}, depth=4) == [5, 1, 7, 3]
+    assert mining.rrf_pool([[1, 2], [2, 3]], 2) == [2, 1]
+
+
+# --------------------------------------------------------------------------- data
+
+TOY_DOCS = [
+    {
+        "id": "d0",
+        "title": "Volcanoes",
+        "text": "Lava erupts from a volcano in bursts. Ash clouds follow the eruption for days.",
+    },
+    {
+        "id": "d1",
+        "title": "Cats",
+        "text": "Cats purr and hunt mice at night. They sleep in warm barns all day.",
+    },
+    {
+        "id": "d2",
+        "title": "Bread",
+        "text": "Bake bread with flour, water and yeast. Knead the dough for ten minutes.",
+    },
+    {
+        "id": "d3",
+        "title": "Tides",
+        "text": "The moon's gravity pulls the ocean into tides. Two high tides come each day.",
+    },
+    {
+        "id": "d4",
+        "title": "Rust",
+        "text": "Rust is a language focused on memory safety. Its compiler checks every borrow.",
+    },
+    {
+        "id": "d5",
+        "title": "Bees",
+        "text": "Bees make honey from flower nectar in hives. A queen lays all of the eggs.",
+    },
+    {
+        "id": "d6",
+        "title": "Snow",
+        "text": "Snow forms when water vapour freezes in clouds. Each flake has six arms.",
+    },
+    {
+        "id": "d7",
+        "title": "Chess",
+        "text": "Chess players move kings, queens and pawns. A game ends in checkmate or a draw.",
+    },
+]
+TOY_QUERIES = [
+    ("q0", "lava from a volcano", "d0"),
+    ("q1", "cats hunting mice", "d1"),
+    ("q2", "baking bread with yeast", "d2"),
+    ("q3", "moon gravity and tides", "d3"),
+    ("q4", "memory safe language", "d4"),
+    ("q5", "honey made by bees", "d5"),
+    ("q6", "how snow forms", "d6"),
+    ("q7", "chess pieces kings queens", "d7"),
+]
+
+
+def test_split_validation_is_seeded_and_disjoint():
+    ids = [f"q{i}" for i in range(100)]
+    train, val = split_validation(ids, 0.15, seed=3)
+    assert len(val) == 15 and not set(train) & set(val) and len(train) + len(val) == 100
+    assert split_validation(ids, 0.15, seed=3) == (train, val)
+    assert split_validation(ids, 0.15, seed=4)[1] != val
+
+
+def test_sentence_pairs_cut_the_sentence_out():
+    assert split_sentences("One two. Three four! 5 six? seven") == [
+        "One two.",
+        "Three four!",
+        "5 six? seven",
+    ]
+    doc = {
+        "id": "x",
+        "title": "T",
+        "text": "The first sentence has several words in it. The second one also has words.",
+    }
+    (pair,) = sentence_pairs([doc], None, np.random.default_rng(0))
+    assert pair.query not in pair.positive and pair.positive.startswith("T\n")
+    assert pair.known == ("x",) and pair.doc_id == "x"
+
+
+def test_batch_plan_is_a_pure_function_of_seed_and_epoch():
+    plan = BatchPlan({"labeled": 10, "title": 6}, {"labeled": 2.0, "title": 0.5}, 4, seed=1)
+    epoch = plan.epoch(0)
+    counts = {"labeled": 0, "title": 0}
+    for b in epoch:
+        counts[b.source] += len(b.rows)
+    assert counts == {"labeled": 20, "title": 3}
+    again = BatchPlan({"labeled": 10, "title": 6}, {"labeled": 2.0, "title": 0.5}, 4, seed=1)
+    assert again.epoch(0) == epoch and again.epoch(1) != epoch
+    batch, nxt = plan.at((0, len(epoch)))  # past the end: next epoch
+    assert batch.epoch == 1 and nxt == (1, 1)
+    picks = sample_negatives([["a", "b", "c"]] * 10, batch.rows, 2, 0, batch)
+    assert picks == sample_negatives([["a", "b", "c"]] * 10, batch.rows, 2, 0, batch)
+    assert all(len(set(p)) == 2 for p in picks)
+
+
+def test_config_rejects_bad_settings():
+    with pytest.raises(InputError, match="test"):
+        TrainConfig(split="test").validate()
+    with pytest.raises(InputError, match="Matryoshka"):
+        TrainConfig(dim=64, dims=(128, 64)).validate()
+    with pytest.raises(InputError, match="mix"):
+        TrainConfig(mix={"wiki": 1.0}).validate()
+    with pytest.raises(InputError, match="source=weight"):
+        parse_mix("labeled")
+    assert parse_mix("labeled=2, title=0.5") == {"labeled": 2.0, "title": 0.5}
+    a, b = TrainConfig(), TrainConfig(lr=1e-4, threads=1)
+    assert differences(a, b) == ["lr: 3e-05 -> 0.0001"]
+
+
+def test_fit_pca_orders_components_and_centres():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 4)) * np.array([5.0, 2.0, 1.0, 0.1]) + 3.0
+    w, b = fit_pca(x.astype(np.float32), 2)
+    assert w.shape == (2, 4) and b.shape == (2,)
+    assert abs(w[0, 0]) > 0.99 and abs(w[1, 1]) > 0.99
+    projected = torch.from_numpy(x).float() @ w.T + b
+    assert projected.mean(0).abs().max() < 1e-3
+
+
+# --------------------------------------------------------------------------- training on a toy set
+
+
+def toy_prepared(distill: bool = True) -> Prepared:
+    corpus = Corpus(
+        ids=[d["id"] for d in TOY_DOCS],
+        full=[f"{d['title']}\n{d['text']}" for d in TOY_DOCS],
+        body=[d["text"] for d in TOY_DOCS],
+    )
+    examples = [
+        Example(f"q:{q}:{d}", "labeled", text, corpus.text(d, "full"), d, (d,))
+        for q, text, d in TOY_QUERIES
+    ]
+    negatives = [[d for d in corpus.ids if d != e.doc_id][:5] for e in examples]
+    comps = None
+    if distill:
+        rng = np.random.default_rng(0)
+        base = rng.normal(size=(len(examples), 6)).astype(np.float32)
+        base[:, 0] += 3.0
+        comps = {"maxsim": base, "bm25": base, "biencoder": base}
+    return Prepared(
+        corpus=corpus,
+        sources={"labeled": SourceData(examples, negatives, comps)},
+        val_queries={},
+        val_qrels={},
+        val_pool={},
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return make_pylate(tmp_path_factory.mktemp("tiny") / "ckpt", dim=16)
+
+
+def toy_config(tiny: Path, **overrides) -> TrainConfig:
+    settings = dict(
+        init=str(tiny),
+        projection_init="keep",
+        dim=16,
+        dims=(16, 8),
+        query_length=16,
+        document_length=24,
+        export_document_length=40,
+        mine_depth=5,
+        negatives=2,
+        batch_size=4,
+        grad_accum=2,
+        lr=3e-3,
+        projection_lr=3e-3,
+        warmup=0.1,
+        max_steps=6,
+        precision="fp32",
+        eval_every=0,
+        checkpoint_every=1000,
+        progress=False,
+        teacher="maxsim",
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings).validate()
+
+
+def fresh_trainer(tiny: Path, run: Path, **overrides) -> Trainer:
+    config = toy_config(tiny, **overrides)
+    checkpoint.seed_everything(config.seed)
+    student = build_student(config)
+    return Trainer(student, toy_prepared(config.distill), config, run)
+
+
+def fixed_loss(trainer: Trainer) -> float:
+    """The loss of every toy example against all others, dropout off."""
+    trainer.student.model.eval()
+    with torch.no_grad():
+        batch = trainer.plan.epoch(0)[0]
+        full = type(batch)(0, 0, "labeled", tuple(range(8)))
+        loss, _, _ = trainer.micro_batch(full)
+    return float(loss)
+
+
+def test_a_few_steps_reduce_the_loss(tiny, tmp_path):
+    trainer = fresh_trainer(
+        tiny, tmp_path, max_steps=25, grad_accum=1, teacher="none", freeze_embeddings=False
+    )
+    before = fixed_loss(trainer)
+    trainer.fit()
+    after = fixed_loss(trainer)
+    assert after < 0.7 * before
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").open()]
+    train_rows = [h for h in history if h["event"] == "train"]
+    assert train_rows and train_rows[-1]["tokens_per_s"] > 0 and "ce@8" in train_rows[-1]
+
+
+def test_freezing_embeddings_and_lower_layers(tiny):
+    model = build_student(toy_config(tiny, freeze_layers=1)).model
+    backbone = model.backbone
+    assert not backbone.embeddings.word_embeddings.weight.requires_grad
+    assert not any(p.requires_grad for p in backbone.encoder.layer[0].parameters())
+    assert all(p.requires_grad for p in backbone.encoder.layer[1].parameters())
+    assert model.projection.weight.requires_grad
+    with pytest.raises(InputError, match="layers"):
+        build_student(toy_config(tiny, freeze_layers=5))
+
+
+def test_resume_gives_the_same_model_as_an_uninterrupted_run(tiny, tmp_path):
+    straight = fresh_trainer(tiny, tmp_path / "a")
+    straight.fit()
+
+    first = fresh_trainer(tiny, tmp_path / "b")
+    first.fit(stop_at=3)
+    assert first.step == 3 and (tmp_path / "b" / LAST).exists()
+    state = checkpoint.load(tmp_path / "b" / LAST)
+    torch.manual_seed(12345)  # a new sitting starts from other RNG state; resume restores it
+    second = fresh_trainer(tiny, tmp_path / "b")
+    second.resume(state)
+    second.fit()
+
+    assert second.step == straight.step == 6
+    a, b = straight.student.model.state_dict(), second.student.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert second.scheduler.get_last_lr() == straight.scheduler.get_last_lr()
+
+
+def test_export_round_trip(tiny, tmp_path):
+    from transformers import AutoModel
+
+    import colmax
+    from colmax.train.shipping import save_model
+
+    trainer = fresh_trainer(tiny, tmp_path / "run", max_steps=2)
+    trainer.fit()
+    folder = save_model(trainer.student, tmp_path / "tiny-trained", trainer.config)
+    st = json.loads((folder / "config_sentence_transformers.json").read_text())
+    assert st["query_prefix"] == "[unused0]" and st["document_prefix"] == "[unused1]"
+    assert st["query_length"] == 16 and st["document_length"] == 40
+    assert st["matryoshka_dims"] == [16, 8] and st["do_query_expansion"] is False
+    meta = json.loads((folder / "colmax_model.json").read_text())
+    assert meta["name"] == "tiny-trained" and meta["dtype"] == "float16"
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}  # noqa: SIM118
+
+    loaded = colmax.Encoder.load(folder, precision="fp32")
+    assert loaded.dim == 16 and loaded.identity.name == "tiny-trained"
+    mine = trainer.student.encoder(document_length=40, precision="fp32")
+    texts = [d["text"] for d in TOY_DOCS]
+    for x, y in zip(mine.encode_documents(texts), loaded.encode_documents(texts)):
+        assert x.shape == y.shape
+        assert np.abs(x.astype(np.float32) - y.astype(np.float32)).max() < 0.02
+    backbone = AutoModel.from_pretrained(str(folder))  # the full backbone loads on its own
+    assert backbone.config.hidden_size == 32
+    eight = colmax.Encoder.load(folder, dim=8)
+    assert eight.encode_queries(["volcano"])[0].shape[1] == 8
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def write_beir(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    with (folder / "corpus.jsonl").open("w") as f:
+        for d in TOY_DOCS:
+            f.write(json.dumps({"_id": d["id"], "title": d["title"], "text": d["text"]}) + "\n")
+    with (folder / "queries.jsonl").open("w") as f:
+        for q, text, _ in TOY_QUERIES:
+            f.write(json.dumps({"_id": q, "text": text}) + "\n")
+    (folder / "qrels").mkdir()
+    rows = "".join(f"{q}\t{d}\t1\n" for q, _, d in TOY_QUERIES)
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + rows)
+    return folder
+
+
+@pytest.mark.slow
+def test_cli_train_end_to_end_with_the_minilm_teacher(tiny, tmp_path):
+    """Mining, teacher scores (real MiniLM), PCA init, validation, export, resume."""
+    from typer.testing import CliRunner
+
+    import colmax
+    from colmax.cli.main import app
+
+    data = write_beir(tmp_path / "beir")
+    run = tmp_path / "run"
+    args = [
+        "train", str(data), "--run", str(run), "--init", str(tiny), "--dim", "16",
+        "--dims", "16,8", "--document-length", "24", "--export-document-length", "40",
+        "--mine-depth", "4", "--negatives", "2", "--batch-size", "4", "--max-steps", "4",
+        "--eval-every", "2", "--pool-size", "5", "--val-fraction", "0.25", "--threads", "1",
+        "--teacher", "fusion", "--teacher-weights", "maxsim=0.5,bm25=0.5",
+        "--mix", "labeled=1,title=1,sentence=1", "--precision", "fp32",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "prepare.json").read_text())
+    assert report["examples"] == {"labeled": 6, "title": 8, "sentence": 8}
+    assert "maxsim" in report["validation_ndcg@10_teachers_rerank_top100"]
+    final = json.loads((run / "final.json").read_text())
+    assert set(final["validation_full_corpus"]) >= {"ndcg@10@16", "ndcg@10@8"}
+    assert colmax.Encoder.load(run / "model").dim == 16
+    assert list((run / "cache").glob("negatives-*.json"))
+
+    again = CliRunner().invoke(app, args)  # finished: resumes, does nothing, same model
+    assert again.exit_code == 0, again.output
+    changed = CliRunner().invoke(app, [*args[:-2], "--precision", "bf16"])
+    assert changed.exit_code == 1 and "other settings" in changed.output
+    export = CliRunner().invoke(app, [*args[:4], "--export", str(tmp_path / "shipped")])
+    assert export.exit_code == 0 and (tmp_path / "shipped" / "1_Dense").is_dir()
