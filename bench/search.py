@@ -175,11 +175,13 @@ def render(rows: list[dict], encode: dict) -> str:
         "its RSS after imports and reading the query vectors (index load + search). "
         "overlap@10: share of the exact top 10 found. End-to-end adds "
         f"the query encoding p50 ({encode['p50_ms']:.1f} ms, colmax's encoder on 1 thread) to "
-        "the search p50.",
+        "the search p50. load: the 1-minute load average when the engine's run ended (2 cores; "
+        "above 2 means other work shared the CPU and every time in that row is inflated).",
         "",
         "| engine | params | nDCG@10 | overlap@10 | p50 ms | p95 ms | QPS (2 thr) | vs exact "
-        "| e2e p50 ms | build s | build peak RSS MB | index MB | B/token | search +RSS MB |",
-        "| --- | --- |" + " ---: |" * 12,
+        "| e2e p50 ms | build s | build peak RSS MB | index MB | B/token | search +RSS MB "
+        "| load |",
+        "| --- | --- |" + " ---: |" * 13,
     ]
     for r in ok:
         speedup = exact["p50_ms"] / r["p50_ms"] if exact and r.get("p50_ms") else None
@@ -191,7 +193,8 @@ def render(rows: list[dict], encode: dict) -> str:
             f"| {_fmt(speedup, '.0f')}x | {_fmt(r['e2e_p50_ms'], '.1f')} "
             f"| {_fmt(r['build_s'], '.0f')} "
             f"| {_fmt(r['build_peak_rss_mb'], ',.0f')} | {_fmt(r['index_mb'], ',.1f')} "
-            f"| {_fmt(r['bytes_per_token'], '.1f')} | {_fmt(r['search_extra_rss_mb'], ',.0f')} |"
+            f"| {_fmt(r['bytes_per_token'], '.1f')} | {_fmt(r['search_extra_rss_mb'], ',.0f')} "
+            f"| {_fmt((r.get('loadavg') or [None])[0], '.1f')} |"
         )
     failed = [r for r in rows if "error" in r]
     if failed:
