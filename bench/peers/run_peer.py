@@ -249,13 +249,16 @@ def child(args: argparse.Namespace) -> int:
             for q in warm:
                 engine.search(handle, [q], args.k, params, args.threads)
             if args.phase == "latency":
-                times, hits = [], []
+                times, cpu, hits = [], [], []
                 for q in queries:
+                    c = time.process_time()
                     t = time.perf_counter()
                     r = engine.search(handle, [q], args.k, params, args.threads)
                     times.append(time.perf_counter() - t)
+                    cpu.append(time.process_time() - c)
                     hits.append(r[0])
                 result["latencies_ms"] = [round(x * 1000, 4) for x in times]
+                result["cpu_latencies_ms"] = [round(x * 1000, 4) for x in cpu]
                 result["hits"] = hits
             else:
                 result.update(qps_run(engine, handle, queries, args, params))
@@ -273,7 +276,7 @@ def child(args: argparse.Namespace) -> int:
 def qps_run(engine: Any, handle: Any, queries: list, args: argparse.Namespace, params: dict):
     if args.qps_queries:
         queries = queries[: args.qps_queries]
-    n, passes, elapsed = len(queries), 0, 0.0
+    n, passes, elapsed, cpu0 = len(queries), 0, 0.0, time.process_time()
     mode = "batch" if engine.BATCH else f"{args.threads} client threads"
     while passes < args.qps_max_passes and (passes == 0 or elapsed < args.qps_min_seconds):
         t = time.perf_counter()
@@ -300,6 +303,8 @@ def qps_run(engine: Any, handle: Any, queries: list, args: argparse.Namespace, p
         passes += 1
     return {
         "qps": round(n * passes / elapsed, 3),
+        # CPU seconds the process used (all its threads) per query: insensitive to other load
+        "cpu_ms_per_query": round((time.process_time() - cpu0) * 1000 / (n * passes), 3),
         "qps_passes": passes,
         "qps_seconds": round(elapsed, 3),
         "qps_mode": mode,
@@ -482,7 +487,9 @@ def one_set(
         return out
 
     lat = run_phase(args, "latency", 1, params, index_dir)
-    out["latency_run"] = {k: v for k, v in lat.items() if k not in ("latencies_ms", "hits")}
+    out["latency_run"] = {
+        k: v for k, v in lat.items() if k not in ("latencies_ms", "cpu_latencies_ms", "hits")
+    }
     if "error" in lat:
         out["error"] = f"latency: {lat['error']}"
         out["traceback"] = lat.get("traceback")
@@ -495,6 +502,11 @@ def one_set(
     out["p95_ms"] = round(percentile(ms, 95), 3)
     out["mean_ms"] = round(sum(ms) / len(ms), 3)
     out["max_ms"] = round(max(ms), 3)
+    cms = lat.get("cpu_latencies_ms")
+    if cms:  # process CPU time per query: robust to other load on the machine
+        out["p50_cpu_ms"] = round(percentile(cms, 50), 3)
+        out["p95_cpu_ms"] = round(percentile(cms, 95), 3)
+    out["loadavg_during_latency"] = lat.get("loadavg_start")
     out["load_s"] = lat.get("load_s")
 
     if args.qps_threads > 0:
@@ -504,6 +516,8 @@ def one_set(
             out["qps_error"] = qps["error"]
         out[f"qps_{args.qps_threads}threads"] = qps.get("qps")
         out["qps_queries"] = args.qps_queries or len(lat["hits"])
+        out["qps_cpu_ms_per_query"] = qps.get("cpu_ms_per_query")
+        out["loadavg_during_qps"] = qps.get("loadavg_start")
         if args.qps_threads != 2:
             out.setdefault("qps_2threads", None)
 

@@ -46,7 +46,7 @@ def train_command(
         Path | None,
         typer.Option("--output", "-o", help="Where the finished run exports (default RUN/model)."),
     ] = None,
-    max_steps: Annotated[int, typer.Option("--max-steps", min=1)] = 1200,
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1)] = 1500,
     stop_at: Annotated[
         int | None, typer.Option("--stop-at", min=1, help="Checkpoint and stop at this step.")
     ] = None,
@@ -66,7 +66,7 @@ def train_command(
     ] = False,
     teacher: Annotated[
         str, typer.Option("--teacher", help="none, maxsim, bm25, biencoder or fusion.")
-    ] = "fusion",
+    ] = "none",
     teacher_weights: Annotated[
         str, typer.Option("--teacher-weights", help="fusion: maxsim=.6,bm25=.3,biencoder=.1")
     ] = "maxsim=1,bm25=1,biencoder=1",

@@ -61,7 +61,7 @@ class TrainConfig:
     temperature: float = 1.0  #: student scores are divided by this before softmax
     in_batch: bool = True  #: other queries' documents in the micro-batch are negatives too
     # distillation
-    teacher: str = "fusion"
+    teacher: str = "none"  #: see docs/TRAINING.md: no teacher here beat plain contrastive
     #: fusion weights of the z-scored teacher components (maxsim, bm25, biencoder)
     teacher_weights: dict[str, float] = field(
         default_factory=lambda: {"maxsim": 1.0, "bm25": 1.0, "biencoder": 1.0}
@@ -73,7 +73,7 @@ class TrainConfig:
     projection_lr: float = 3e-4
     weight_decay: float = 0.01
     warmup: float = 0.05  #: share of max_steps with linear warm-up
-    max_steps: int = 1200
+    max_steps: int = 1500
     batch_size: int = 16  #: queries per micro-batch (in-batch negatives are shared within it)
     grad_accum: int = 1  #: micro-batches per optimizer step
     max_grad_norm: float = 1.0

@@ -268,6 +268,13 @@ class Trainer:
         }
         self._history(record)
         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / seconds:,.0f}")
+        if bar.disable:  # no terminal (a background run): one plain line per window
+            print(
+                f"step {self.step}/{self.config.max_steps} loss {loss:.4f} "
+                f"{record['steps_per_s']} steps/s {record['tokens_per_s']:,.0f} tokens/s "
+                f"lr {record['lr']:.2e}",
+                flush=True,
+            )
 
     def validate(self, bar: Any = None) -> dict[str, float]:
         """Score the held-out queries; keep the model when it is the best so far."""
@@ -296,7 +303,10 @@ class Trainer:
         }
         self._history(record)
         message = f"step {self.step}: validation {metrics}" + (" (best)" if improved else "")
-        (bar.write if bar is not None else print)(message)
+        if bar is not None and not bar.disable:
+            bar.write(message)
+        else:
+            print(message, flush=True)
         if improved:
             self.best = {"score": score, "step": self.step, "metrics": metrics}
             checkpoint.save(

@@ -30,11 +30,13 @@ def ndcg_at_10(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]
 
 
 def truncate(vectors: list[np.ndarray], dim: int) -> list[np.ndarray]:
-    """The first ``dim`` dims of each array, rows L2-normalised (Matryoshka)."""
+    """The first ``dim`` dims of each array, rows L2-normalised (Matryoshka), float16 like
+    the encoder's output (MaxSim computes in float32 block by block)."""
     out = []
     for v in vectors:
         x = v[:, :dim].astype(np.float32)
-        out.append(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        out.append(x.astype(np.float16))
     return out
 
 
