@@ -17,7 +17,6 @@ import json
 import mmap
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from colmax.errors import IndexCorruptError
-from colmax.index.format import fsync_dir
+from colmax.index.format import atomic_file
 
 MAGIC = b"COLMAXB1"
 _PREFIX = struct.Struct("<8sII")  # magic, header length, header CRC-32
@@ -55,23 +54,13 @@ def write_bundle(
         offset = _align(offset + array.nbytes)
     header = json.dumps({"arrays": entries, "meta": dict(meta or {})}, sort_keys=True).encode()
     data_start = _align(_PREFIX.size + len(header))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "wb") as out:
-            out.write(_PREFIX.pack(MAGIC, len(header), zlib.crc32(header)))
-            out.write(header)
-            for name, array in ready.items():
-                out.seek(data_start + entries[name]["offset"])
-                out.write(memoryview(array).cast("B") if array.size else b"")
-            out.truncate(data_start + offset)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    with atomic_file(path) as out:
+        out.write(_PREFIX.pack(MAGIC, len(header), zlib.crc32(header)))
+        out.write(header)
+        for name, array in ready.items():
+            out.seek(data_start + entries[name]["offset"])
+            out.write(memoryview(array).cast("B") if array.size else b"")
+        out.truncate(data_start + offset)
     return data_start + offset
 
 

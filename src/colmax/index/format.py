@@ -43,9 +43,10 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from colmax.errors import IndexCorruptError, IndexNotFoundError
 
@@ -72,14 +73,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON so that readers see the old file or the whole new one, never a torn one."""
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` only once it is fully written and fsynced:
+    readers see the old file or the whole new one, never a torn one."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the index's other files are 0644
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -87,6 +89,12 @@ def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (:func:`atomic_file`)."""
+    with atomic_file(path) as handle:
+        handle.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def new_manifest(model: dict[str, Any], dim: int, nbits: int) -> dict[str, Any]:
