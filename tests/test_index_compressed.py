@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from colmax import Index
 from colmax.errors import InputError
 from colmax.index.codec import ResidualCodec
-from colmax.index.kernels import score_part
+from colmax.index.kernels import score_part, score_scratch
 from colmax.index.kmeans import kmeans, nearest_centroid, num_centroids
 from colmax.index.searcher import SearchParams, decode_docs
 from colmax.maxsim import maxsim_ragged, ragged_offsets
@@ -146,10 +146,12 @@ def test_score_part_matches_a_plain_loop_with_imputation():
     probe = np.stack([rng.choice(n_lists, p, replace=False) for _ in range(t)]).astype(np.int32)
     probe_scores = rng.standard_normal((t, p)).astype(np.float32)
     missing = probe_scores.min(axis=1)
-    docs, scores = score_part(
-        probe, probe_scores, missing, tables, offsets.astype(np.uint32), residuals,
-        local_doc, n_docs,
-    )  # fmt: skip
+    scratch = score_scratch(n_docs + 5)  # larger than the part, as for a query's bigger parts
+    args = (probe, probe_scores, missing, tables, offsets.astype(np.uint32), residuals, local_doc)
+    docs, scores = score_part(*args, *scratch)
+    assert not scratch[0].any() and not scratch[1][0].any()  # left zeroed for the next part
+    again = score_part(*args, *scratch)  # the same scratch, reused: the same answer
+    assert again[0].tolist() == docs.tolist() and np.array_equal(again[1], scores)
     expected: dict[int, float] = {}
     best = {}
     for ti in range(t):

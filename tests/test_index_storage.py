@@ -272,8 +272,11 @@ def test_manifest_missing_fields(path):
     manifest = json.loads((path / "manifest.json").read_text())
     del manifest["dim"]
     manifest["nbits"] = 3
+    manifest["build"] = [1, 2]
     (path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IndexCorruptError, match=r"'dim' must be.*'nbits' must be 1, 2 or 4"):
+    with pytest.raises(
+        IndexCorruptError, match=r"'dim' must be.*'nbits' must be 1, 2 or 4.*'build' must be"
+    ):
         Index.open(path)
 
 

@@ -380,3 +380,17 @@ def test_readers_search_while_a_writer_thread_adds_compacts_and_optimizes(index)
         assert min(searches) > 5
         assert len(reader) == len(index) == N + 4 * 20
         assert_each_finds_itself(reader, range(N))
+
+
+def test_build_settings_are_recorded_and_overridable_per_session(tmp_path, default_encoder):
+    path = tmp_path / "idx"
+    Index.create(path, default_encoder, train_min_tokens=200, max_parts=3, regrow=1.5).close()
+    with Index.open(path, model=default_encoder) as idx:
+        assert (idx.settings.train_min_tokens, idx.settings.max_parts) == (200, 3)
+        assert idx.settings.regrow == 1.5
+    with Index.open(path, model=default_encoder, max_parts=5) as idx:  # this session only
+        assert idx.settings.max_parts == 5 and idx.settings.train_min_tokens == 200
+    with Index.open(path, model=default_encoder) as idx:
+        assert idx.settings.max_parts == 3
+    with pytest.raises(InputError, match="unknown index option"):
+        Index.open(path, model=default_encoder, max_partz=5)

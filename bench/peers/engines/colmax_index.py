@@ -18,9 +18,13 @@ DEFAULTS: dict[str, Any] = {
 }
 BUILD_KEYS = {"nbits", "centroid_factor"}
 BATCH = True
+INPUT = "stream"  # run_peer.py passes the documents read from disk one at a time (float16)
 NOTES = (
     "colmax.Index.create(dir, model with dim=128, nbits) then add(records, vectors=docs) in one "
-    "call (centroids trained on the vectors, 2 threads for the build); search_vectors(queries, k, "
+    "call (centroids trained on the vectors, 2 threads for the build), the documents streamed "
+    "from the vectors file as float16 (colmax consumes any iterable in bounded chunks, so they "
+    "are not held in memory; the peers' APIs take them in memory as float32, so their "
+    "rss_start_mb includes 760 MB of input); search_vectors(queries, k, "
     "params=SearchParams(nprobe, candidates, rescore), threads=threads, with_text=False). "
     "nprobe None = colmax's per-call default."
 )

@@ -22,9 +22,20 @@ from colmax.index.bundle import Bundle, write_bundle
 from colmax.index.kmeans import Assigner, kmeans, nearest_centroid, num_centroids
 
 NBITS = (1, 2, 4)
-# At most this many tokens (a random sample) train the centroids; k-means cost is
-# sample x centroids x dim per iteration.
+# Centroids are trained on a random sample of TRAIN_TOKENS_PER_CENTROID tokens per centroid,
+# at most TRAIN_MAX_TOKENS (128 MB in float16): k-means costs sample x centroids x dim per
+# iteration, and the cap keeps training memory flat however large the corpus grows (32 tokens
+# per centroid at 16,384 centroids, which a 16M-token index gets).
 TRAIN_TOKENS_PER_CENTROID = 64
+TRAIN_MAX_TOKENS = 2**19
+BUCKET_SAMPLE_TOKENS = 2**16  # residuals whose quantiles set the bucket cutoffs and weights
+
+
+def train_sample_size(num_centroids_: int) -> int:
+    """Tokens :meth:`ResidualCodec.train` samples for ``num_centroids_`` centroids."""
+    return max(1, min(num_centroids_ * TRAIN_TOKENS_PER_CENTROID, TRAIN_MAX_TOKENS))
+
+
 ENCODE_BLOCK = 65536
 
 
@@ -77,7 +88,8 @@ class ResidualCodec:
         iterations: int = 4,  # ColBERT's default (kmeans_niters=4)
         seed: int = 0,
     ) -> ResidualCodec:
-        """Fit centroids and buckets to ``vectors`` (``[n, dim]``; a sample is drawn from them).
+        """Fit centroids and buckets to ``vectors`` (``[n, dim]``, float16 or float32; a sample
+        of :func:`train_sample_size` rows is drawn from them and kept in float16).
 
         ``total_tokens``: the size of the corpus the codec is for (defaults to ``len(vectors)``),
         which sets the number of centroids unless ``num_centroids_`` is given.
@@ -88,15 +100,16 @@ class ResidualCodec:
         k = num_centroids_ or num_centroids(total, centroid_factor)
         k = min(k, n)
         rng = np.random.default_rng(seed)
-        limit = max(k * TRAIN_TOKENS_PER_CENTROID, 1)
+        limit = train_sample_size(k)
         if n <= limit:
-            sample = np.asarray(vectors, dtype=np.float32)  # one conversion, no index copy
+            sample = np.asarray(vectors, dtype=np.float16)  # no copy when already float16
         else:
-            sample = vectors[np.sort(rng.choice(n, size=limit, replace=False))].astype(np.float32)
+            sample = vectors[np.sort(rng.choice(n, size=limit, replace=False))]
+            sample = sample.astype(np.float16, copy=False)
         centroids = kmeans(sample, k, iterations=iterations, seed=seed)
         centroids = centroids.astype(np.float16).astype(np.float32)  # as stored on disk
-        # buckets from residuals of (at most 2**17) sample tokens
-        probe = sample[rng.choice(len(sample), size=min(len(sample), 2**17), replace=False)]
+        size = min(len(sample), BUCKET_SAMPLE_TOKENS)
+        probe = sample[rng.choice(len(sample), size=size, replace=False)].astype(np.float32)
         residuals = probe - centroids[nearest_centroid(probe, centroids)]
         levels = 2**nbits
         values = residuals.ravel()

@@ -3,7 +3,8 @@
 An index is a directory::
 
     INDEX/
-      manifest.json      what the index is: format, version, model, dim, nbits (written once)
+      manifest.json      what the index is: format, version, model, dim, nbits, build
+                         settings (written once)
       docs.sqlite        documents, tombstones, the live parts and codec (SQLite, WAL, FULL sync)
       parts/
         000003.codec     centroids + residual buckets (``codec.py``), one live at a time
@@ -14,7 +15,11 @@ An index is a directory::
 ``manifest.json``::
 
     {"format": "colmax-index", "version": 2, "model": {name, fingerprint, layout, path, dim},
-     "dim": 128, "nbits": 2, "created": "2024-...Z", "colmax_version": "0.1.0"}
+     "dim": 128, "nbits": 2, "build": {chunk_tokens, train_min_tokens, centroid_factor,
+     max_parts, regrow, auto_optimize}, "created": "2024-...Z", "colmax_version": "0.1.0"}
+
+``build`` holds the :class:`~colmax.index.writer.BuildSettings` given to ``Index.create``;
+``Index.open`` uses them unless told otherwise for that session (never written back).
 
 ``docs.sqlite`` (``PRAGMA user_version = 2``)::
 
@@ -97,7 +102,9 @@ def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
         handle.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
-def new_manifest(model: dict[str, Any], dim: int, nbits: int) -> dict[str, Any]:
+def new_manifest(
+    model: dict[str, Any], dim: int, nbits: int, build: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The manifest of a new, empty index."""
     from colmax import __version__
 
@@ -107,6 +114,7 @@ def new_manifest(model: dict[str, Any], dim: int, nbits: int) -> dict[str, Any]:
         "model": dict(model),
         "dim": int(dim),
         "nbits": int(nbits),
+        "build": dict(build or {}),
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "colmax_version": __version__,
     }
@@ -186,6 +194,8 @@ def check_manifest(manifest: Any, path: Path) -> None:
         problems.append(f"'dim' must be a positive integer, not {dim!r}")
     if manifest.get("nbits") not in (1, 2, 4):
         problems.append(f"'nbits' must be 1, 2 or 4, not {manifest.get('nbits')!r}")
+    if not isinstance(manifest.get("build", {}), dict):
+        problems.append("'build' must be an object of build settings")
     if problems:
         raise IndexCorruptError(
             f"{path} is damaged: {'; '.join(problems)}. Restore it from a backup, or rebuild "

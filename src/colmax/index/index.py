@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from colmax.encoder.encoder import Encoder, EncodeStats
-from colmax.errors import DimensionMismatchError, IndexCorruptError, InputError, UnknownIdError
+from colmax.errors import InputError, UnknownIdError
 from colmax.index import format as fmt
-from colmax.index.bundle import Bundle
+from colmax.index.checks import check_k, check_query, id_list, one_id, preview
 from colmax.index.codec import check_nbits
 from colmax.index.docstore import Commit, DocStore, NewRow
 from colmax.index.documents import (
@@ -40,6 +40,7 @@ from colmax.index.parts import codec_path
 from colmax.index.searcher import SearchParams
 from colmax.index.searcher import search as search_snapshot
 from colmax.index.snapshot import Snapshot, load_snapshot
+from colmax.index.verify import verify_files
 from colmax.index.writer import (
     BuildSettings,
     PartWriter,
@@ -48,11 +49,6 @@ from colmax.index.writer import (
 from colmax.types import Hit, SearchResult
 
 _log = logging.getLogger(__name__)
-
-
-def _preview(ids: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(repr(i) for i in ids[:limit])
-    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 class Index:
@@ -129,7 +125,7 @@ class Index:
         encoder = as_encoder(model)
         check_nbits(nbits, encoder.dim)
         root.mkdir(parents=True, exist_ok=True)
-        manifest = fmt.new_manifest(encoder.describe(), encoder.dim, nbits)
+        manifest = fmt.new_manifest(encoder.describe(), encoder.dim, nbits, settings.stored())
         lock = writer_lock(root)
         with locked(lock, root, lock_timeout):
             if fmt.looks_like_index(root):  # another process created it meanwhile
@@ -158,8 +154,9 @@ class Index:
 
         A given model must be the one the index was built with (same fingerprint and dim).
         ``lock_timeout``: seconds a write waits for another writer (0 = fail at once).
-        Every file the index lists is opened and its header checked, so a damaged index
-        fails here with what to do.
+        ``build``: :class:`BuildSettings` fields that override, for this session only, the
+        ones the index was created with (recorded in its manifest). Every file the index lists
+        is opened and its header checked, so a damaged index fails here with what to do.
         """
         root = Path(path).expanduser()
         manifest = fmt.read_manifest(root)
@@ -167,7 +164,7 @@ class Index:
             model = as_encoder(model, dim=int(manifest["dim"]))
         if model is not None:
             check_model(model, manifest, root)
-        settings = _settings(int(manifest["nbits"]), build)
+        settings = _settings(int(manifest["nbits"]), build, manifest.get("build"))
         store = DocStore(root / fmt.DOCS_DB, readonly=readonly)
         index = cls(
             root, manifest, model, store, readonly=readonly, lock_timeout=lock_timeout,
@@ -266,7 +263,7 @@ class Index:
         if existing and not replace:
             ids = [d.id for d in prepared if d.id in existing]
             raise InputError(
-                f"{len(ids)} document id(s) are already in the index: {_preview(ids)}; pass "
+                f"{len(ids)} document id(s) are already in the index: {preview(ids)}; pass "
                 "replace=True to replace them, or delete them first"
             )
         return existing
@@ -274,7 +271,7 @@ class Index:
     def delete(self, ids: Iterable[str]) -> int:
         """Tombstone documents by id; all or nothing. Returns how many were deleted."""
         self._check_writable()
-        wanted = list(dict.fromkeys(self._id_list(ids)))
+        wanted = list(dict.fromkeys(id_list(ids)))
         if not wanted:
             return 0
         with self._writing():
@@ -282,7 +279,7 @@ class Index:
             missing = [i for i in wanted if i not in found]
             if missing:
                 raise UnknownIdError(
-                    f"{len(missing)} id(s) are not in the index: {_preview(missing)}; nothing "
+                    f"{len(missing)} id(s) are not in the index: {preview(missing)}; nothing "
                     "was deleted. Remove them from the list and retry"
                 )
             self._store.delete(list(found.values()))
@@ -362,14 +359,14 @@ class Index:
     def get(self, id: str) -> Document | None:
         """The live document with this id, or None."""
         self._check_open()
-        row = self._store.get(self._one_id(id))
+        row = self._store.get(one_id(id))
         if row is None:
             return None
         return Document(row.ext_id, row.text, row.title, metadata_from_json(row.metadata))
 
     def contains(self, id: str) -> bool:
         self._check_open()
-        return bool(self._store.live_internal_ids([self._one_id(id)]))
+        return bool(self._store.live_internal_ids([one_id(id)]))
 
     def __contains__(self, id: object) -> bool:
         return isinstance(id, (str, int)) and not isinstance(id, bool) and self.contains(id)
@@ -414,7 +411,7 @@ class Index:
         for i, q in enumerate(queries):
             if not isinstance(q, str) or not q.strip():
                 raise InputError(f"query {i} is empty or not a string; give non-empty strings")
-        _check_k(k)
+        check_k(k)
         if not queries:
             return []
         vectors = self.encoder.encode_queries(queries)
@@ -433,24 +430,13 @@ class Index:
         """Search with already encoded ``[query_len, dim]`` queries: one array gives one list
         of hits, a list of arrays a list of lists. ``with_text=False`` skips reading texts."""
         self._check_open()
-        _check_k(k)
+        check_k(k)
         single = isinstance(query_vectors, np.ndarray)
         queries = [query_vectors] if single else list(query_vectors)
         for q in queries:
-            self._check_query(np.asarray(q))
+            check_query(np.asarray(q), self.dim, self.path)
         found = self._search_arrays(queries, k, params or SearchParams(), threads, with_text)
         return found[0] if single else found
-
-    def _check_query(self, q: np.ndarray) -> None:
-        if q.ndim != 2 or len(q) == 0:
-            raise InputError(
-                f"query_vectors must be a non-empty [query_len, dim] array, not shape {q.shape}"
-            )
-        if q.shape[1] != self.dim:
-            raise DimensionMismatchError(
-                f"the query vectors have dim {q.shape[1]} but the index at {self.path} holds "
-                f"{self.dim}-dim vectors; encode the query with the index's encoder (index.encoder)"
-            )
 
     def _search_arrays(
         self,
@@ -521,24 +507,7 @@ class Index:
         Raises IndexCorruptError naming the damaged files; search only checks headers.
         """
         self._check_open()
-        snap = load_snapshot(self.path, self._store)
-        try:
-            bad = [
-                f"{p.path.name} ({', '.join(n)})" for p in snap.parts if (n := p.bundle.verify())
-            ]
-            if snap.codec_id is not None:
-                codec_file = Bundle(codec_path(self.path, snap.codec_id))
-                if names := codec_file.verify():
-                    bad.append(f"{codec_file.path.name} ({', '.join(names)})")
-                codec_file.close()
-        finally:
-            snap.close()
-        if bad:
-            raise IndexCorruptError(
-                f"{len(bad)} file(s) in {self.path} fail their checksums: {_preview(bad)}; "
-                "restore the index folder from a backup, or rebuild the index"
-            )
-        return len(snap.parts) + (snap.codec_id is not None)
+        return verify_files(self.path, self._store)
 
     def close(self) -> None:
         """Release the SQLite connection and the memory maps (idempotent)."""
@@ -563,36 +532,25 @@ class Index:
         if self._closed:
             raise InputError(f"the index at {self.path} is closed; open it again with Index.open")
 
-    @staticmethod
-    def _one_id(id: object) -> str:
-        if isinstance(id, bool) or not isinstance(id, (str, int)):
-            raise InputError(f"ids are strings (or integers), not {type(id).__name__}")
-        return str(id)
-
-    def _id_list(self, ids: Iterable[str]) -> list[str]:
-        if isinstance(ids, (str, bytes, int)):
-            raise InputError("delete takes a list of ids; wrap one id in a list: [id]")
-        return [self._one_id(i) for i in ids]
-
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _check_k(k: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InputError(f"k must be a whole number of at least 1, not {k!r}")
 
 
 def _new_row(internal_id: int, doc: PreparedDoc, vectors: np.ndarray) -> NewRow:
     return NewRow(internal_id, doc.id, doc.title, doc.text, doc.metadata_json, len(vectors))
 
 
-def _settings(nbits: int, build: dict[str, Any]) -> BuildSettings:
+def _settings(
+    nbits: int, build: dict[str, Any], stored: dict[str, Any] | None = None
+) -> BuildSettings:
+    """The settings of this session: ``build`` over the ones the manifest recorded (of those,
+    only fields this version knows)."""
     known = set(BuildSettings.__dataclass_fields__) - {"nbits"}
     unknown = set(build) - known
     if unknown:
         raise InputError(f"unknown index option(s) {sorted(unknown)}; known: {sorted(known)}")
-    return BuildSettings(nbits=nbits, **build)
+    recorded = {k: v for k, v in (stored or {}).items() if k in known}
+    return BuildSettings(nbits=nbits, **{**recorded, **build})
 
 
 __all__ = ["AddReport", "Document", "Index", "SearchParams"]

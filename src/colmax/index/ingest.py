@@ -1,18 +1,21 @@
 """The add path: new documents' vectors, in chunks, to new part files.
 
-Before the index has centroids, vectors are held raw. Once the raw tokens (already stored plus
-this add's) reach ``train_min_tokens``, the codec is trained on them, with the number of
-centroids sized for the expected final size (the index's tokens plus this add's documents at
-the tokens per document seen so far), and every raw vector is compressed. After that, each
-chunk of ``chunk_tokens`` tokens is compressed with the existing centroids as it arrives.
+Before the index has centroids, vectors are held raw. The codec is trained once the raw tokens
+(already stored plus this add's) reach ``train_min_tokens`` and either fill the training sample
+that the expected final size calls for (the index's tokens plus this add's documents at the
+tokens per document seen so far) or the add ends; the number of centroids is sized for that
+expected size, and every raw vector is then compressed. After that, each chunk of
+``chunk_tokens`` tokens is compressed with the existing centroids as it arrives, so memory is
+bounded by the training sample plus a chunk.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from colmax.index.codec import ResidualCodec
+from colmax.index.codec import ResidualCodec, train_sample_size
 from colmax.index.docstore import Commit
+from colmax.index.kmeans import num_centroids
 from colmax.index.parts import MAX_PART_DOCS, DocBatch
 from colmax.index.snapshot import Snapshot
 from colmax.index.writer import BuildSettings, PartWriter, Repacker, concat, rewrite
@@ -52,7 +55,7 @@ class Ingest:
         self.buffer = []
         if self.codec is None:
             self.raw.append(batch)
-            if self._raw_tokens() >= self.settings.train_min_tokens:
+            if self._ready_to_train(final=False):
                 self._train()
             return
         self._compress(batch)
@@ -71,18 +74,29 @@ class Ingest:
         )
         return stored + sum(b.n_tokens for b in self.raw)
 
+    def _expected_tokens(self) -> int:
+        per_doc = self.tokens_seen / max(1, self.docs_seen)
+        return int(self.snap.tokens + per_doc * max(self.expected_docs, self.docs_seen))
+
+    def _ready_to_train(self, final: bool) -> bool:
+        raw = self._raw_tokens()
+        if raw < self.settings.train_min_tokens:
+            return False
+        k = num_centroids(max(1, self._expected_tokens()), self.settings.centroid_factor)
+        return final or raw >= train_sample_size(k)
+
     def _train(self) -> None:
         stored = [
             self.snap.parts[i].batch(None, ~self.snap.dead[i]).vectors for i in self._raw_indices()
         ]
         sample = np.concatenate([*stored, *(b.vectors for b in self.raw)])  # float16
-        per_doc = self.tokens_seen / max(1, self.docs_seen)
-        expected = self.snap.tokens + per_doc * max(self.expected_docs, self.docs_seen)
+        del stored
         s = self.settings
         self.codec = ResidualCodec.train(
             sample, s.nbits, centroid_factor=s.centroid_factor,
-            total_tokens=max(int(expected), len(sample)),
+            total_tokens=max(self._expected_tokens(), len(sample)),
         )  # fmt: skip
+        del sample
         self.codec_id = self.writer.codec(self.codec)
         self.swap = rewrite(
             self.snap, self._raw_indices(), self.writer, s, (self.codec, self.codec_id)
@@ -95,6 +109,8 @@ class Ingest:
     def finish(self) -> Commit:
         """Write what is pending; the commit that makes it all visible (rows not included)."""
         self._flush()
+        if self.codec is None and self.raw and self._ready_to_train(final=True):
+            self._train()
         if self.raw:  # still too small for centroids: keep raw parts
             out = Repacker(self.writer, None, None)
             for batch in self.raw:

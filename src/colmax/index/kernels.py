@@ -14,6 +14,12 @@ import numpy as np
 from numba import njit
 
 
+def score_scratch(n_docs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Zeroed work arrays for :func:`score_part` on parts of up to ``n_docs`` documents; one
+    pair serves every part a query visits (the kernel leaves them zeroed again)."""
+    return np.zeros((2, n_docs), dtype=np.float32), np.zeros((3, n_docs), dtype=np.int32)
+
+
 # fastmath lets LLVM reorder the table sums (25% faster here); no value in these loops is ever
 # NaN or infinite (first touches are tracked with stamps, not -inf), so its no-NaN/no-inf
 # assumptions hold.
@@ -26,21 +32,23 @@ def score_part(
     offsets: np.ndarray,  # [K + 1] uint32
     residuals: np.ndarray,  # [n_tokens, B] uint8
     local_doc: np.ndarray,  # [n_tokens] uint16
-    n_docs: int,
+    scratch_f: np.ndarray,  # [2, >= n_docs] float32, zero (score_scratch)
+    scratch_i: np.ndarray,  # [3, >= n_docs] int32, zero
 ) -> tuple[np.ndarray, np.ndarray]:
     """Approximate MaxSim of every document that any probed list reaches.
 
     For each query token, the best similarity among the document's tokens in the probed lists;
     where a query token reached none of its tokens, ``missing[t]`` stands in (WARP's
-    imputation). Returns ``(local document numbers, scores)`` of the documents reached.
+    imputation). Returns ``(local document numbers ascending, scores)`` of the documents
+    reached. Work is proportional to the tokens scored, not to the part's documents: the
+    scratch arrays are reset only where they were written.
     """
     n_q, n_probe = probe_centroids.shape
     n_bytes = residuals.shape[1]
-    best = np.zeros(n_docs, dtype=np.float32)
-    stamp = np.zeros(n_docs, dtype=np.int32)  # t + 1 once query token t reached the doc
-    total = np.zeros(n_docs, dtype=np.float32)
-    reached = np.zeros(n_docs, dtype=np.bool_)
-    touched = np.empty(n_docs, dtype=np.int32)
+    best, total = scratch_f[0], scratch_f[1]
+    stamp = scratch_i[0]  # t + 1 once query token t reached the doc; 0: never reached
+    touched, reached = scratch_i[1], scratch_i[2]
+    n_reached = 0
     missing_sum = np.float32(0.0)
     for t in range(n_q):
         n_touched = 0
@@ -55,6 +63,9 @@ def score_part(
                     s += table[j, row[j]]
                 d = local_doc[i]
                 if stamp[d] != t + 1:
+                    if stamp[d] == 0:
+                        reached[n_reached] = d
+                        n_reached += 1
                     stamp[d] = t + 1
                     touched[n_touched] = d
                     n_touched += 1
@@ -66,11 +77,14 @@ def score_part(
         for x in range(n_touched):
             d = touched[x]
             total[d] += best[d] - m
-            reached[d] = True
-    docs = np.flatnonzero(reached).astype(np.int32)
-    scores = np.empty(len(docs), dtype=np.float32)
-    for x in range(len(docs)):
-        scores[x] = total[docs[x]] + missing_sum
+    docs = np.sort(reached[:n_reached])
+    scores = np.empty(n_reached, dtype=np.float32)
+    for x in range(n_reached):
+        d = docs[x]
+        scores[x] = total[d] + missing_sum
+        best[d] = 0.0
+        total[d] = 0.0
+        stamp[d] = 0
     return docs, scores
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 ASSIGN_CHUNK = 4096  # a [4096, K] score block: 64 MB at K = 8192 in bf16
+SUM_CHUNK = 65536  # rows converted to float32 at a time while summing clusters
 
 
 def num_centroids(n_tokens: int, factor: float = 8.0) -> int:
@@ -62,23 +63,32 @@ def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return Assigner(centroids)(vectors)
 
 
+def _cluster_sums(x: np.ndarray, assign: np.ndarray, k: int) -> np.ndarray:
+    """``[k, dim]`` float32 sums of the rows of ``x`` per cluster, ``SUM_CHUNK`` rows at a time
+    (``x`` may be float16: only one chunk is ever converted to float32)."""
+    sums = torch.zeros((k, x.shape[1]), dtype=torch.float32)
+    for lo in range(0, len(x), SUM_CHUNK):
+        rows = torch.from_numpy(np.asarray(x[lo : lo + SUM_CHUNK], dtype=np.float32))
+        sums.index_add_(0, torch.from_numpy(assign[lo : lo + SUM_CHUNK].astype(np.int64)), rows)
+    return sums.numpy()
+
+
 def kmeans(vectors: np.ndarray, k: int, *, iterations: int = 8, seed: int = 0) -> np.ndarray:
-    """``[k, dim]`` float32 unit-length centroids of ``vectors`` (Lloyd's algorithm on the
-    sphere, initialised from ``k`` distinct random rows; an empty cluster is re-seeded from a
-    random row)."""
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, dim = x.shape
+    """``[k, dim]`` float32 unit-length centroids of ``vectors`` (float16 or float32; Lloyd's
+    algorithm on the sphere, initialised from ``k`` distinct random rows; an empty cluster is
+    re-seeded from a random row)."""
+    x = np.ascontiguousarray(vectors)
+    if x.dtype not in (np.float16, np.float32):
+        x = x.astype(np.float32)
+    n = len(x)
     if not 1 <= k <= n:
         raise ValueError(f"k-means needs 1 <= k <= n rows, got k={k} and n={n}")
     rng = np.random.default_rng(seed)
-    centroids = x[rng.choice(n, size=k, replace=False)].copy()
-    xt = torch.from_numpy(x)
+    centroids = x[rng.choice(n, size=k, replace=False)].astype(np.float32)
     for _ in range(iterations):
-        assign = torch.from_numpy(Assigner(centroids)(x).astype(np.int64))
-        sums = torch.zeros((k, dim), dtype=torch.float32).index_add_(0, assign, xt)
-        counts = torch.bincount(assign, minlength=k)
-        empty = (counts == 0).numpy()
-        sums = sums.numpy()
+        assign = Assigner(centroids)(x)
+        sums = _cluster_sums(x, assign, k)
+        empty = np.bincount(assign, minlength=k) == 0
         if empty.any():
             sums[empty] = x[rng.choice(n, size=int(empty.sum()), replace=False)]
         norms = np.linalg.norm(sums, axis=1, keepdims=True)

@@ -21,7 +21,7 @@ import torch
 
 from colmax.errors import InputError
 from colmax.index.codec import ResidualCodec
-from colmax.index.kernels import score_part, tokens_of_docs
+from colmax.index.kernels import score_part, score_scratch, tokens_of_docs
 from colmax.index.parts import Part
 from colmax.index.snapshot import Snapshot
 from colmax.maxsim import maxsim_ragged
@@ -96,6 +96,7 @@ def _candidates(
         missing = probe_scores.min(axis=1)
         tables = snap.codec.query_tables(q)
     out: _PartFound = []
+    scratch = score_scratch(max((p.n_docs for p in snap.parts if p.kind != "raw"), default=0))
     for i, (part, dead) in enumerate(zip(snap.parts, snap.dead)):
         if part.kind == "raw":
             docs = np.arange(part.n_docs, dtype=np.int32)
@@ -104,7 +105,7 @@ def _candidates(
             b = part.bundle
             docs, scores = score_part(
                 probe, probe_scores, missing, tables,
-                b["offsets"], b["residuals"], b["local_doc"], part.n_docs,
+                b["offsets"], b["residuals"], b["local_doc"], *scratch,
             )  # fmt: skip
         live = ~dead[docs]
         docs, scores = docs[live], scores[live]

@@ -10,6 +10,7 @@ corpus size.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +40,16 @@ class BuildSettings:
     """How an index turns vectors into parts (``Index.create`` options)."""
 
     nbits: int = 2
-    chunk_tokens: int = 2**19  # vectors encoded per step (~128 MB at dim 128)
+    chunk_tokens: int = 2**17  # vectors encoded per step (32 MB at dim 128 in float16)
     train_min_tokens: int = 2**16  # below this the index keeps raw vectors, searched exactly
     centroid_factor: float = 8.0  # centroids = 2**floor(log2(factor * sqrt(tokens)))
     max_parts: int = 8  # more small parts than this after an add: they are merged
     regrow: float = 4.0  # re-train the codec once the index has grown this much since
     auto_optimize: bool = True
+
+    def stored(self) -> dict[str, object]:
+        """What the manifest records (``nbits`` has its own field)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "nbits"}
 
 
 def remove_orphans(root: Path, rows: list[PartRow], codec_id: int | None) -> int:
@@ -208,25 +213,26 @@ def small_parts(snap: Snapshot) -> list[int]:
 
 def train_from_snapshot(snap: Snapshot, settings: BuildSettings, seed: int = 0) -> ResidualCodec:
     """A codec for the live documents of ``snap`` (decompressed, or raw where raw), trained on
-    a random sample of documents of about what :meth:`ResidualCodec.train` samples."""
-    from colmax.index.codec import TRAIN_TOKENS_PER_CENTROID
+    a random sample of documents of about what :meth:`ResidualCodec.train` samples, held in
+    float16 (so memory is bounded by ``TRAIN_MAX_TOKENS`` whatever the index's size)."""
+    from colmax.index.codec import train_sample_size
     from colmax.index.kmeans import num_centroids
 
     live_tokens = sum(int(p.doc_lens[~d].sum()) for p, d in zip(snap.parts, snap.dead))
     k = num_centroids(max(live_tokens, 1), settings.centroid_factor)
-    share = min(1.0, k * TRAIN_TOKENS_PER_CENTROID / max(live_tokens, 1))
+    share = min(1.0, train_sample_size(k) / max(live_tokens, 1))
     rng = np.random.default_rng(seed)
     sample: list[np.ndarray] = []
     for part, dead in zip(snap.parts, snap.dead):
         keep = ~dead & (rng.random(part.n_docs) < share)
-        if keep.any():
-            batch = part.batch(snap.codec, keep)
-            if batch.vectors is not None:
-                sample.append(batch.vectors.astype(np.float32))
-            else:
+        for mask in _doc_chunks(part, keep, settings.chunk_tokens):
+            batch = part.batch(snap.codec, mask)
+            if batch.vectors is None:
                 assert snap.codec is not None
-                sample.append(snap.codec.decode(batch.codes, batch.packed))
+                batch.vectors = snap.codec.decode(batch.codes, batch.packed)
+            sample.append(batch.vectors.astype(np.float16, copy=False))
     vectors = np.concatenate(sample)
+    del sample
     return ResidualCodec.train(
         vectors, settings.nbits, num_centroids_=min(k, len(vectors)),
         total_tokens=live_tokens, seed=seed,
