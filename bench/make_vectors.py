@@ -276,7 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="BEIR folder (SciFact)")
     p.add_argument("--split", default="test", help="qrels split whose judged queries to encode")
-    p.add_argument("--model", default=None, help="colmax model name/path (default: bundled)")
+    p.add_argument(
+        "--model",
+        default="colmax-minilm-v1",
+        help="colmax model name/path (default colmax-minilm-v1: untrained MiniLM token vectors, "
+        "the vectors the search benchmark's targets were set on)",
+    )
     p.add_argument(
         "--dim",
         type=int,

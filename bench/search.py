@@ -89,7 +89,8 @@ def query_encode_ms() -> dict:
             if row["_id"] in qrels:
                 texts[row["_id"]] = row["text"]
     components = np.load(VECTORS / "pca_components.npy")
-    enc = Encoder.load(threads=1)
+    model = json.loads((VECTORS / "meta.json").read_text())["model"]["name"]
+    enc = Encoder.load(model, threads=1)  # the model that made the vectors
     times = []
     for i, text in enumerate(texts.values()):
         start = time.perf_counter()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bundled import DEFAULT_DIM, DEFAULT_MODEL
 from typer.testing import CliRunner
 
 from colmax.cli.main import app
@@ -239,7 +240,7 @@ def test_encode_documents_and_queries(tmp_path: Path) -> None:
         assert npz["ids"].tolist() == ["1", "2"]
         # the default model does not pad queries: [CLS] [Q] first question [SEP]
         assert np.diff(npz["offsets"]).tolist() == [5, 5]
-        assert npz["vectors"].shape[1] == 384
+        assert npz["vectors"].shape[1] == DEFAULT_DIM
 
     bad = invoke("encode", queries, "--output", tmp_path / "q.txt")
     assert bad.exit_code == 1 and "must end in .npz" in bad.stderr
@@ -249,12 +250,12 @@ def test_info_with_and_without_an_index(built: Path) -> None:
     install = invoke("info", "--json")
     assert install.exit_code == 0, install.stderr
     data = json.loads(install.stdout)
-    assert "colmax-minilm-v1" in data["bundled_models"] and isinstance(data["bf16"], bool)
+    assert DEFAULT_MODEL in data["bundled_models"] and isinstance(data["bf16"], bool)
 
     index = invoke("info", "--index", built, "--json")
     assert index.exit_code == 0, index.stderr
     info = json.loads(index.stdout)
-    assert info["documents"] == 4 and info["dim"] == 384
+    assert info["documents"] == 4 and info["dim"] == DEFAULT_DIM
 
     table = invoke("info", "--index", built)
     assert table.exit_code == 0 and "documents" in table.stdout

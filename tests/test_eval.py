@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+from bundled import DEFAULT_DIM
 from typer.testing import CliRunner
 
 from colmax.cli.main import app
@@ -194,7 +195,7 @@ def test_index_reuse_hybrid_and_two_stage(beir: Path, tmp_path: Path) -> None:
     index = tmp_path / "idx"
     first = run_cli(beir, "--index-dir", index)
     assert first["index_reused"] is False and first["encode_s"] > 0
-    assert first["nbits"] == 2 and first["dim"] == 384 and first["index_bytes"] > 0
+    assert first["nbits"] == 2 and first["dim"] == DEFAULT_DIM and first["index_bytes"] > 0
     assert first["search_p50_ms"] > 0 and first["search_qps"] > 0 and first["bytes_per_token"] > 0
     exact = run_cli(beir, "--method", "colmax-exact", "--index-dir", index)
     assert exact["doc_vectors"] == "encoded" and exact["encode_s"] == first["encode_s"]

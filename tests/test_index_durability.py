@@ -26,11 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bundled import DEFAULT_DIM
 
 from colmax import Index
 from colmax.index.searcher import SearchParams
 
-DIM = 384  # the bundled model's
+DIM = DEFAULT_DIM  # the bundled model's
 SETTINGS = {"train_min_tokens": 200, "max_parts": 3, "regrow": 1.5}
 EXACT = SearchParams(nprobe=4096, candidates=8, rescore=True)  # all lists, then exact MaxSim
 KILLED = -signal.SIGKILL  # the exit code of a process ended by SIGKILL

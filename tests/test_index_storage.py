@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bundled import DEFAULT_DIM
 
 from colmax import Index
 from colmax.errors import IndexCorruptError, IndexLockedError
 from colmax.index.searcher import SearchParams
 
-DIM = 384  # the bundled model's
+DIM = DEFAULT_DIM  # the bundled model's
 TRAIN_MIN_TOKENS = 200
 EXACT = SearchParams(nprobe=4096, rescore=True)  # every list probed, then exact MaxSim
 

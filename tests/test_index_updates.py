@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bundled import DEFAULT_DIM
 
 from colmax import Index
 from colmax.errors import InputError, UnknownIdError
 from colmax.index.searcher import SearchParams
 
-DIM = 384  # the bundled model's
+DIM = DEFAULT_DIM  # the bundled model's
 EXACT = SearchParams(nprobe=4096, candidates=8, rescore=True)  # all lists, then exact MaxSim
 
 

@@ -20,7 +20,8 @@ BUILD_KEYS = {"nbits", "centroid_factor"}
 BATCH = True
 INPUT = "stream"  # run_peer.py passes the documents read from disk one at a time (float16)
 NOTES = (
-    "colmax.Index.create(dir, model with dim=128, nbits) then add(records, vectors=docs) in one "
+    "colmax.Index.create(dir, the bundled model by name with dim=128, nbits; no weights are "
+    "loaded, nothing is encoded) then add(records, vectors=docs) in one "
     "call (centroids trained on the vectors, 2 threads for the build), the documents streamed "
     "from the vectors file as float16 (colmax consumes any iterable in bounded chunks, so they "
     "are not held in memory; the peers' APIs take them in memory as float32, so their "
@@ -36,26 +37,13 @@ def _threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _encoder(dim: int) -> Any:
-    """The bundled model's description, narrowed to the vectors' dim (only used for checks:
-    nothing is encoded)."""
-    import copy
-
-    from colmax import Encoder
-
-    enc = Encoder.load()
-    small = copy.copy(enc)
-    small.config = enc.config.with_overrides(dim=dim)
-    return small
-
-
 def build(docs: list[np.ndarray], index_dir: Path, params: dict, threads: int) -> dict:
     _threads(threads)
     from colmax.index import Index
 
     path = index_dir / "colmax"
-    with Index.create(
-        path, _encoder(docs[0].shape[1]), nbits=params["nbits"],
+    with Index.create(  # records the bundled model by name: its weights are never loaded
+        path, None, dim=docs[0].shape[1], nbits=params["nbits"],
         centroid_factor=params["centroid_factor"],
     ) as idx:  # fmt: skip
         records = [{"id": str(i), "text": str(i)} for i in range(len(docs))]
@@ -68,11 +56,7 @@ def load(index_dir: Path, params: dict, threads: int, n_docs: int) -> Any:
     _threads(threads)
     from colmax.index import Index
 
-    meta = (index_dir / "colmax" / "manifest.json").read_text()
-    import json
-
-    dim = int(json.loads(meta)["dim"])
-    return Index.open(index_dir / "colmax", model=_encoder(dim), readonly=True)
+    return Index.open(index_dir / "colmax", readonly=True)  # the model loads only to encode text
 
 
 def search(handle: Any, queries: list[np.ndarray], k: int, params: dict, threads: int):

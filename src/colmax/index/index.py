@@ -35,7 +35,13 @@ from colmax.index.documents import (
 from colmax.index.ingest import Ingest
 from colmax.index.locking import locked, writer_lock
 from colmax.index.maintenance import Maintainer
-from colmax.index.model import ModelArg, as_encoder, check_model, load_recorded_model
+from colmax.index.model import (
+    ModelArg,
+    as_encoder,
+    check_model,
+    load_recorded_model,
+    model_for_new_index,
+)
 from colmax.index.parts import codec_path
 from colmax.index.searcher import SearchParams
 from colmax.index.searcher import search as search_snapshot
@@ -94,6 +100,7 @@ class Index:
         path: str | Path,
         model: ModelArg = None,
         *,
+        dim: int | None = None,
         nbits: int = 2,
         exist_ok: bool = False,
         lock_timeout: float = 0.0,
@@ -102,7 +109,9 @@ class Index:
         """Make a new, empty index in ``path`` (a new or empty folder).
 
         ``model``: None for the bundled default, a bundled name or checkpoint folder, or a
-        loaded :class:`Encoder`. ``nbits``: bits per dimension of the stored residuals (1, 2
+        loaded :class:`Encoder` (a name or folder is not loaded until the index encodes
+        text). ``dim``: keep the model's first ``dim`` dims (Matryoshka; default all).
+        ``nbits``: bits per dimension of the stored residuals (1, 2
         or 4). ``build``: :class:`BuildSettings` fields (chunk_tokens, train_min_tokens,
         centroid_factor, max_parts, regrow, auto_optimize). With ``exist_ok=True`` an
         existing index there is opened instead (its model must match a given one).
@@ -122,10 +131,10 @@ class Index:
                 f"{root} exists and is not empty; create the index in a new or empty folder"
             )
         settings = _settings(nbits, build)
-        encoder = as_encoder(model)
-        check_nbits(nbits, encoder.dim)
+        described, encoder = model_for_new_index(model, dim)
+        check_nbits(nbits, int(described["dim"]))
         root.mkdir(parents=True, exist_ok=True)
-        manifest = fmt.new_manifest(encoder.describe(), encoder.dim, nbits, settings.stored())
+        manifest = fmt.new_manifest(described, int(described["dim"]), nbits, settings.stored())
         lock = writer_lock(root)
         with locked(lock, root, lock_timeout):
             if fmt.looks_like_index(root):  # another process created it meanwhile

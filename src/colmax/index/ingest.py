@@ -90,7 +90,12 @@ class Ingest:
             self.snap.parts[i].batch(None, ~self.snap.dead[i]).vectors for i in self._raw_indices()
         ]
         sample = np.concatenate([*stored, *(b.vectors for b in self.raw)])  # float16
+        # this add's raw batches become views into the sample: their vectors are held once
+        start = sum(len(v) for v in stored)
         del stored
+        for batch in self.raw:
+            batch.vectors = sample[start : start + batch.n_tokens]
+            start += batch.n_tokens
         s = self.settings
         self.codec = ResidualCodec.train(
             sample, s.nbits, centroid_factor=s.centroid_factor,

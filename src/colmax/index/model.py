@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from colmax.encoder.checkpoints import describe_checkpoint
 from colmax.encoder.encoder import Encoder
 from colmax.errors import (
     DimensionMismatchError,
@@ -25,6 +26,33 @@ def as_encoder(model: ModelArg, dim: int | None = None) -> Encoder:
         f"model must be a bundled model name, a checkpoint folder or an Encoder, not "
         f"{type(model).__name__}"
     )
+
+
+def model_for_new_index(model: ModelArg, dim: int | None) -> tuple[dict[str, Any], Encoder | None]:
+    """What a new index records about its model (``Encoder.describe()``), and the encoder if
+    one was given or had to be loaded. A bundled name or PyLate folder is described from its
+    config files alone, so creating an index (e.g. to add precomputed vectors) never pays for
+    loading weights; the index loads them on first use."""
+    if isinstance(model, Encoder):
+        if dim is not None and dim != model.dim:
+            raise DimensionMismatchError(
+                f"dim={dim} but the given encoder produces {model.dim}-dim vectors; load it "
+                f"with Encoder.load(..., dim={dim}) or leave dim out"
+            )
+        return model.describe(), model
+    if model is None or isinstance(model, (str, Path)):
+        described = describe_checkpoint(model)
+        if described is not None:
+            identity, full_dim = described
+            use = full_dim if dim is None else dim
+            if not 1 <= use <= full_dim:
+                raise DimensionMismatchError(
+                    f"dim {use} is not available: model {identity.name!r} projects to "
+                    f"{full_dim} dims, and Matryoshka truncation keeps 1..{full_dim} of them"
+                )
+            return {**identity.to_dict(), "dim": use}, None
+    encoder = as_encoder(model, dim=dim)
+    return encoder.describe(), encoder
 
 
 def check_model(encoder: Encoder, manifest: dict[str, Any], root: Path) -> None:

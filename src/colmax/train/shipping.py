@@ -95,7 +95,9 @@ def export(
 def _training_record(run: Path, config: TrainConfig, state: dict[str, Any]) -> dict[str, Any]:
     record: dict[str, Any] = {
         "step": state.get("step"),
-        "validation": state.get("metrics") or state.get("best", {}).get("metrics"),
+        # best.pt carries its own validation; last.pt only the run's best so far (another step)
+        "validation": state.get("metrics"),
+        "best_validation": state.get("best"),
         "config": config.to_dict(),
     }
     for name in ("prepare.json",):

@@ -19,13 +19,15 @@ import torch
 from torch import nn
 
 from colmax.encoder import tokenize as tok
-from colmax.encoder.checkpoints import DEFAULT_MODEL, ModelIdentity, load_checkpoint
+from colmax.encoder.checkpoints import ModelIdentity, load_checkpoint
 from colmax.encoder.config import EncoderConfig
 from colmax.encoder.encoder import Encoder, _pad
 from colmax.encoder.model import ColbertModel
 from colmax.errors import InputError
 from colmax.train.config import TrainConfig
 
+# init 'base': untrained MiniLM (not DEFAULT_MODEL, which is the trained model once one ships)
+BASE_CHECKPOINT = "colmax-minilm-v1"
 PCA_MAX_TOKENS = 400_000
 
 
@@ -79,7 +81,7 @@ def build_student(
 ) -> Student:
     """The student before training: base backbone, projection from PCA (fitted on
     ``pca_texts``), or, with ``state``, the shapes ``state`` has (its weights loaded)."""
-    source = DEFAULT_MODEL if config.init == "base" else config.init
+    source = BASE_CHECKPOINT if config.init == "base" else config.init
     ckpt = load_checkpoint(source)
     enc_config = ckpt.config.with_overrides(
         query_length=config.query_length,
