@@ -45,7 +45,7 @@ COLMAX_RUNS["colmax-nbits2"] = [
 # peer -> (venv name, extra run_peer.py arguments); the same choices as bench/peers/run_all.sh
 PEER_RUNS = {
     "exact": ("qdrant", []),
-    "xtr-warp-rs": ("xtr-warp-rs", ["--params", '[{"nbits": 2}, {"nbits": 4}]']),
+    "xtr-warp-rs": ("xtr-warp-rs", ["--nbits", "2"]),
     "fast-plaid": ("fast-plaid", ["--nbits", "2"]),
     "pylate-plaid": ("pylate", ["--nbits", "2"]),
     "pylate-voyager": (
@@ -56,11 +56,13 @@ PEER_RUNS = {
 }
 
 
-def run_engine(name: str) -> None:
+def run_engine(name: str, reuse_peer_index: bool = False) -> None:
     if name in COLMAX_RUNS:
         python, engine, extra = sys.executable, "colmax", COLMAX_RUNS[name]
     else:
         venv, extra = PEER_RUNS[name]
+        if reuse_peer_index and name != "exact":
+            extra = [*extra, "--reuse-index"]
         python, engine = str(PEERS_ROOT / venv / "venv" / "bin" / "python"), name
         if not Path(python).exists():
             (RESULTS / f"{name}.json").write_text(
@@ -138,6 +140,9 @@ def report(encode: dict) -> None:
             rows.append({
                 "engine": name, "version": r.get("version"), "params": params,
                 "build_s": r.get("build_s"), "build_peak_rss_mb": r.get("build_peak_rss_mb"),
+                "build_start_rss_mb": (r.get("build") or {}).get("rss_start_mb"),
+                "build_reused": bool((r.get("build") or {}).get("reused")),
+                "build_load": ((r.get("build") or {}).get("loadavg_end") or [None])[0],
                 "index_mb": r.get("index_mb"), "bytes_per_token": r.get("bytes_per_token"),
                 "p50_ms": r.get("p50_ms"), "p95_ms": r.get("p95_ms"),
                 "qps_2threads": r.get("qps_2threads"),
@@ -177,12 +182,17 @@ def render(rows: list[dict], encode: dict) -> str:
         "overlap@10: share of the exact top 10 found. End-to-end adds "
         f"the query encoding p50 ({encode['p50_ms']:.1f} ms, colmax's encoder on 1 thread) to "
         "the search p50. load: the 1-minute load average when the engine's run ended (2 cores; "
-        "above 2 means other work shared the CPU and every time in that row is inflated).",
+        "above 2 means other work shared the CPU and every time in that row is inflated); "
+        "build load: the same at the end of the build. Build start MB: RSS after imports and "
+        "input, before building (the peers get the input as float32 arrays in memory, 760 MB; "
+        "colmax streams it from disk, as its API allows). A build marked * was measured in an "
+        "earlier run of this script (`--reuse-peer-indexes`: a peer's multi-minute build is not "
+        "repeated); its build load says how busy the machine was then.",
         "",
         "| engine | params | nDCG@10 | overlap@10 | p50 ms | p95 ms | QPS (2 thr) | vs exact "
-        "| e2e p50 ms | build s | build peak RSS MB | index MB | B/token | search +RSS MB "
-        "| load |",
-        "| --- | --- |" + " ---: |" * 13,
+        "| e2e p50 ms | build s | build peak RSS MB | build start MB | build load | index MB "
+        "| B/token | search +RSS MB | load |",
+        "| --- | --- |" + " ---: |" * 15,
     ]
     for r in ok:
         speedup = exact["p50_ms"] / r["p50_ms"] if exact and r.get("p50_ms") else None
@@ -192,8 +202,10 @@ def render(rows: list[dict], encode: dict) -> str:
             f"| {_fmt(r['overlap@10'], '.3f')} | {_fmt(r['p50_ms'], '.2f')} "
             f"| {_fmt(r['p95_ms'], '.2f')} | {_fmt(r['qps_2threads'], ',.0f')} "
             f"| {_fmt(speedup, '.0f')}x | {_fmt(r['e2e_p50_ms'], '.1f')} "
-            f"| {_fmt(r['build_s'], '.0f')} "
-            f"| {_fmt(r['build_peak_rss_mb'], ',.0f')} | {_fmt(r['index_mb'], ',.1f')} "
+            f"| {_fmt(r['build_s'], '.0f')}{'*' if r.get('build_reused') else ''} "
+            f"| {_fmt(r['build_peak_rss_mb'], ',.0f')} "
+            f"| {_fmt(r.get('build_start_rss_mb'), ',.0f')} "
+            f"| {_fmt(r.get('build_load'), '.1f')} | {_fmt(r['index_mb'], ',.1f')} "
             f"| {_fmt(r['bytes_per_token'], '.1f')} | {_fmt(r['search_extra_rss_mb'], ',.0f')} "
             f"| {_fmt((r.get('loadavg') or [None])[0], '.1f')} |"
         )
@@ -212,13 +224,19 @@ def main() -> None:
         "--only", nargs="*", help="engines to (re)run: " + ", ".join([*COLMAX_RUNS, *PEER_RUNS])
     )
     p.add_argument("--report", action="store_true", help="only rebuild the report")
+    p.add_argument(
+        "--reuse-peer-indexes",
+        action="store_true",
+        help="peers: search an index an earlier run built with the same parameters, reporting "
+        "that run's build time and memory (colmax and exact always rebuild)",
+    )
     args = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if not args.report:
         if not (VECTORS / "doc_vectors.npy").exists():
             subprocess.run([sys.executable, str(REPO / "bench" / "make_vectors.py")], check=True)
         for name in args.only or [*PEER_RUNS, *COLMAX_RUNS]:
-            run_engine(name)
+            run_engine(name, args.reuse_peer_indexes)
     report(query_encode_ms())
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import string
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -315,3 +319,15 @@ def test_bad_texts_are_refused(pylate_dir):
         enc.encode_queries("a string")
     with pytest.raises(InputError, match="not str"):
         enc.encode_documents([b"bytes"])
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt tuning is glibc-only")
+def test_malloc_tuning_applies_on_glibc_and_can_be_turned_off():
+    code = "from colmax.encoder.memory import tune_malloc; print(tune_malloc())"
+    env = {k: v for k, v in os.environ.items() if k != "COLMAX_MALLOC_TUNING"}
+    on = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    off = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "COLMAX_MALLOC_TUNING": "0"},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert (on.stdout.strip(), off.stdout.strip()) == ("True", "False"), on.stderr + off.stderr

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from colmax.encoder import tokenize as tok
 from colmax.encoder.checkpoints import ModelIdentity, load_checkpoint
 from colmax.encoder.config import EncoderConfig
+from colmax.encoder.memory import tune_malloc
 from colmax.encoder.model import ColbertModel
 from colmax.errors import DimensionMismatchError, InputError
 
@@ -82,6 +83,7 @@ class Encoder:
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        tune_malloc()
         full_dim = model.full_dim
         dim = config.dim or full_dim
         if not 1 <= dim <= full_dim:
