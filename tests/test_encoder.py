@@ -323,11 +323,22 @@ def test_bad_texts_are_refused(pylate_dir):
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt tuning is glibc-only")
 def test_malloc_tuning_applies_on_glibc_and_can_be_turned_off():
-    code = "from colmax.encoder.memory import tune_malloc; print(tune_malloc())"
+    code = (
+        "from colmax.encoder.memory import release_free_memory, tune_malloc; "
+        "print(tune_malloc(), isinstance(release_free_memory(), bool))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "COLMAX_MALLOC_TUNING"}
     on = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     off = subprocess.run(
         [sys.executable, "-c", code], env={**env, "COLMAX_MALLOC_TUNING": "0"},
         capture_output=True, text=True,
     )  # fmt: skip
-    assert (on.stdout.strip(), off.stdout.strip()) == ("True", "False"), on.stderr + off.stderr
+    assert (on.stdout.split(), off.stdout.split()) == (["True", "True"], ["False", "True"]), (
+        on.stderr + off.stderr
+    )
+    trim = "from colmax.encoder.memory import release_free_memory as r; print(r())"
+    off_trim = subprocess.run(
+        [sys.executable, "-c", trim], env={**env, "COLMAX_MALLOC_TUNING": "0"},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert off_trim.stdout.strip() == "False", off_trim.stderr

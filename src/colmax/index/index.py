@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from colmax.encoder.encoder import Encoder, EncodeStats
+from colmax.encoder.memory import release_free_memory
 from colmax.errors import InputError, UnknownIdError
 from colmax.index import format as fmt
 from colmax.index.checks import check_k, check_query, id_list, one_id, preview
@@ -352,8 +353,11 @@ class Index:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
-        with self._write_mutex, locked(self._lock, self.path, self.lock_timeout):
-            yield
+        try:
+            with self._write_mutex, locked(self._lock, self.path, self.lock_timeout):
+                yield
+        finally:
+            release_free_memory()  # a write's freed buffers would stay in the process
 
     def _check_writable(self) -> None:
         self._check_open()
