@@ -32,13 +32,9 @@ _log = logging.getLogger(__name__)
 @functools.cache
 def tune_malloc() -> bool:
     """Fix glibc's mmap threshold (once per process); True if it was set."""
-    if os.environ.get("COLMAX_MALLOC_TUNING", "1") == "0":
-        return False
-    libc = _libc()
-    mallopt = getattr(libc, "mallopt", None) if libc is not None else None
+    mallopt = _malloc_function("mallopt", (ctypes.c_int, ctypes.c_int))
     if mallopt is None:
         return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
     _log.debug("mallopt(M_MMAP_THRESHOLD, %d): %s", MMAP_THRESHOLD_BYTES, done)
     return done
@@ -48,22 +44,20 @@ def release_free_memory() -> bool:
     """Hand memory that malloc holds but no longer uses back to the system (glibc's
     ``malloc_trim``); called after each index write, whose freed buffers would otherwise stay
     in the process between writes. True if it released anything."""
-    if os.environ.get("COLMAX_MALLOC_TUNING", "1") == "0":
-        return False
-    libc = _libc()
-    trim = getattr(libc, "malloc_trim", None) if libc is not None else None
-    if trim is None:
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return bool(trim(0))
+    trim = _malloc_function("malloc_trim", (ctypes.c_size_t,))
+    return bool(trim(0)) if trim is not None else False
 
 
 @functools.cache
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if not name:
+def _malloc_function(name: str, argtypes: tuple) -> object | None:
+    """glibc's ``name`` ready to call, or None (not glibc, or COLMAX_MALLOC_TUNING=0)."""
+    if os.environ.get("COLMAX_MALLOC_TUNING", "1") == "0":
         return None
+    libc_name = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(name)
-    except OSError:
+        function = getattr(ctypes.CDLL(libc_name), name) if libc_name else None
+    except (OSError, AttributeError):
         return None
+    if function is not None:
+        function.argtypes, function.restype = list(argtypes), ctypes.c_int
+    return function
