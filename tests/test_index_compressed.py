@@ -89,6 +89,22 @@ def test_codec_round_trip_error_shrinks_with_bits(nbits):
     assert err / plain < {1: 0.7, 2: 0.45, 4: 0.2}[nbits]
 
 
+def test_re_encoding_decoded_blocks_equals_re_encoding_the_decoded_array(monkeypatch):
+    import colmax.index.codec as codec_module
+
+    monkeypatch.setattr(codec_module, "ENCODE_BLOCK", 100)  # several blocks
+    docs, _ = corpus(1, 120)
+    x = np.concatenate(docs)
+    old = ResidualCodec.train(x, 2, num_centroids_=16)
+    new = ResidualCodec.train(x, 4, num_centroids_=32, seed=1)
+    codes, packed = old.encode(x)
+    lazy = old.decoded(codes, packed)
+    assert len(lazy) == len(x) > 300
+    np.testing.assert_array_equal(lazy[5:250], old.decode(codes[5:250], packed[5:250]))
+    for got, want in zip(new.encode(lazy), new.encode(old.decode(codes, packed))):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_query_tables_equal_dot_products_with_decoded_residuals():
     docs, queries = corpus(1, 100)
     x = np.concatenate(docs)
@@ -121,6 +137,32 @@ def test_kmeans_finds_well_separated_clusters():
     # every true center has a learned centroid next to it, and every centroid is used
     assert (found @ centers.T).max(axis=0).min() > 0.95
     assert set(nearest_centroid(x, found).tolist()) == set(range(16))
+
+
+def test_kmeans_on_rows_equals_kmeans_on_their_copy():
+    # a sample given as row numbers is read in place, and clusters exactly like its copy
+    rng = np.random.default_rng(3)
+    x = clustered(rng, 3000, unit(rng.standard_normal((8, DIM))), 0.1).astype(np.float16)
+    rows = np.sort(rng.choice(len(x), size=1000, replace=False))
+    in_place = kmeans(x, 8, iterations=5, rows=rows)
+    np.testing.assert_array_equal(in_place, kmeans(x[rows], 8, iterations=5))
+    with pytest.raises(ValueError, match="k <= n"):
+        kmeans(x, 8, rows=rows[:4])
+
+
+def test_codec_training_sample_is_bounded_and_drawn_from_all_rows(monkeypatch):
+    import colmax.index.codec as codec_module
+
+    monkeypatch.setattr(codec_module, "TRAIN_MAX_TOKENS", 512)
+    rng = np.random.default_rng(4)
+    # two far-apart halves: a sample from the first rows only would miss the second
+    first = clustered(rng, 4000, unit(rng.standard_normal((1, DIM))), 0.05)
+    second = clustered(rng, 4000, unit(rng.standard_normal((1, DIM))), 0.05)
+    x = np.concatenate([first, second]).astype(np.float16)
+    codec = ResidualCodec.train(x, 2, num_centroids_=8)
+    assert codec.num_centroids == 8
+    nearest = (x.astype(np.float32) @ codec.centroids.T).max(axis=1)
+    assert nearest[:4000].mean() > 0.9 and nearest[4000:].mean() > 0.9
 
 
 def test_num_centroids_scales_with_sqrt_tokens():

@@ -395,3 +395,25 @@ def test_build_settings_are_recorded_and_overridable_per_session(tmp_path, defau
         assert idx.settings.max_parts == 3
     with pytest.raises(InputError, match="unknown index option"):
         Index.open(path, model=default_encoder, max_partz=5)
+
+
+def test_concat_sorts_documents_and_moves_their_tokens_with_them():
+    from colmax.index.parts import DocBatch
+    from colmax.index.writer import concat
+
+    def batch(ids: list[int], lens: list[int]) -> DocBatch:
+        # each token's value is its document id, so a token that moves to the wrong place shows
+        vectors = np.repeat(np.array(ids, dtype=np.float16), lens)[:, None].repeat(4, axis=1)
+        return DocBatch(np.array(ids, dtype=np.int64), np.array(lens, dtype=np.int32), vectors)
+
+    joined = concat([batch([7, 9], [2, 3]), batch([1, 8], [4, 1])])
+    assert joined.doc_ids.tolist() == [1, 7, 8, 9]
+    assert joined.doc_lens.tolist() == [4, 2, 1, 3]
+    expected = np.repeat([1, 7, 8, 9], [4, 2, 1, 3])
+    np.testing.assert_array_equal(joined.vectors[:, 0], expected)
+    np.testing.assert_array_equal(joined.vectors[:, 3], expected)
+    # already in order: joined as they are; a single batch is not even copied
+    in_order = concat([batch([1, 2], [1, 2]), batch([5], [3])])
+    np.testing.assert_array_equal(in_order.vectors[:, 0], np.repeat([1, 2, 5], [1, 2, 3]))
+    single = batch([3, 4], [2, 2])
+    assert concat([single]).vectors is single.vectors

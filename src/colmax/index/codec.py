@@ -36,7 +36,7 @@ def train_sample_size(num_centroids_: int) -> int:
     return max(1, min(num_centroids_ * TRAIN_TOKENS_PER_CENTROID, TRAIN_MAX_TOKENS))
 
 
-ENCODE_BLOCK = 65536
+ENCODE_BLOCK = 16384  # rows per step: 8 MB float32 temporaries (65,536: no faster)
 
 
 def check_nbits(nbits: int, dim: int) -> None:
@@ -88,8 +88,8 @@ class ResidualCodec:
         iterations: int = 4,  # ColBERT's default (kmeans_niters=4)
         seed: int = 0,
     ) -> ResidualCodec:
-        """Fit centroids and buckets to ``vectors`` (``[n, dim]``, float16 or float32; a sample
-        of :func:`train_sample_size` rows is drawn from them and kept in float16).
+        """Fit centroids and buckets to ``vectors`` (``[n, dim]``, float16 or float32; k-means
+        runs on a random sample of :func:`train_sample_size` of its rows, read in place).
 
         ``total_tokens``: the size of the corpus the codec is for (defaults to ``len(vectors)``),
         which sets the number of centroids unless ``num_centroids_`` is given.
@@ -101,15 +101,14 @@ class ResidualCodec:
         k = min(k, n)
         rng = np.random.default_rng(seed)
         limit = train_sample_size(k)
-        if n <= limit:
-            sample = np.asarray(vectors, dtype=np.float16)  # no copy when already float16
-        else:
-            sample = vectors[np.sort(rng.choice(n, size=limit, replace=False))]
-            sample = sample.astype(np.float16, copy=False)
-        centroids = kmeans(sample, k, iterations=iterations, seed=seed)
+        # the sample is a list of rows, read a chunk at a time: never a copy of ``vectors``
+        rows = np.sort(rng.choice(n, size=limit, replace=False)) if n > limit else None
+        centroids = kmeans(vectors, k, iterations=iterations, seed=seed, rows=rows)
         centroids = centroids.astype(np.float16).astype(np.float32)  # as stored on disk
-        size = min(len(sample), BUCKET_SAMPLE_TOKENS)
-        probe = sample[rng.choice(len(sample), size=size, replace=False)].astype(np.float32)
+        n_sample = n if rows is None else len(rows)
+        size = min(n_sample, BUCKET_SAMPLE_TOKENS)
+        picks = rng.choice(n_sample, size=size, replace=False)
+        probe = np.asarray(vectors[picks if rows is None else rows[picks]], dtype=np.float32)
         residuals = probe - centroids[nearest_centroid(probe, centroids)]
         levels = 2**nbits
         values = residuals.ravel()
@@ -119,15 +118,19 @@ class ResidualCodec:
 
     # ------------------------------------------------------------------ coding
 
-    def encode(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(codes [n] int32, packed [n, code_bytes] uint8)`` for ``[n, dim]`` vectors,
-        ``ENCODE_BLOCK`` rows at a time so float32 temporaries stay small."""
+    def encode(self, vectors: np.ndarray | Decoded) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes [n] int32, packed [n, code_bytes] uint8)`` for ``[n, dim]`` vectors (or
+        another codec's :class:`Decoded` tokens), ``ENCODE_BLOCK`` rows at a time so float32
+        temporaries stay small."""
         codes = np.empty(len(vectors), dtype=np.int32)
         packed = np.empty((len(vectors), self.code_bytes), dtype=np.uint8)
         for lo in range(0, len(vectors), ENCODE_BLOCK):
-            x = np.asarray(vectors[lo : lo + ENCODE_BLOCK], dtype=np.float32)
+            block = vectors[lo : lo + ENCODE_BLOCK]
+            # x is changed below: a copy unless decoding just made it
+            x = block if isinstance(vectors, Decoded) else np.array(block, dtype=np.float32)
             codes[lo : lo + len(x)] = block_codes = self._assigner(x)
-            packed[lo : lo + len(x)] = self._pack(x - self.centroids[block_codes])
+            x -= self.centroids[block_codes]
+            packed[lo : lo + len(x)] = self._pack(x)
         return codes, packed
 
     def _pack(self, residual: np.ndarray) -> np.ndarray:
@@ -153,6 +156,11 @@ class ResidualCodec:
         codes = np.ascontiguousarray(codes, dtype=np.int32)
         packed = np.ascontiguousarray(packed, dtype=np.uint8)
         return decode_tokens(self.centroids, codes, packed, self._table)
+
+    def decoded(self, codes: np.ndarray, packed: np.ndarray) -> Decoded:
+        """The encoded tokens as a lazy ``[n, dim]`` array: slicing it decodes that slice only
+        (re-encoding or sampling a block at a time never holds every decoded vector)."""
+        return Decoded(self, codes, packed)
 
     def query_tables(self, query: np.ndarray) -> np.ndarray:
         """``[query_len, code_bytes, 256]`` float32: ``tables[t, j, v]`` is query token ``t``'s
@@ -193,3 +201,20 @@ class ResidualCodec:
             )
         finally:
             bundle.close()
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Tokens encoded by ``codec``, decoded slice by slice (see :meth:`ResidualCodec.decoded`)."""
+
+    codec: ResidualCodec
+    codes: np.ndarray
+    packed: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        if not isinstance(rows, slice):
+            raise TypeError("Decoded supports slices only")
+        return self.codec.decode(self.codes[rows], self.packed[rows])

@@ -86,16 +86,24 @@ class Ingest:
         return final or raw >= train_sample_size(k)
 
     def _train(self) -> None:
-        stored = [
-            self.snap.parts[i].batch(None, ~self.snap.dead[i]).vectors for i in self._raw_indices()
-        ]
-        sample = np.concatenate([*stored, *(b.vectors for b in self.raw)])  # float16
-        # this add's raw batches become views into the sample: their vectors are held once
-        start = sum(len(v) for v in stored)
-        del stored
+        raw_parts = self._raw_indices()
+        stored_tokens = sum(int(self.snap.parts[i].doc_lens[~self.snap.dead[i]].sum())
+                            for i in raw_parts)  # fmt: skip
+        total = stored_tokens + sum(b.n_tokens for b in self.raw)
+        dim = self.raw[0].vectors.shape[1]  # type: ignore[union-attr]
+        sample = np.empty((total, dim), dtype=np.float16)
+        filled = 0
+        for i in raw_parts:
+            vectors = self.snap.parts[i].batch(None, ~self.snap.dead[i]).vectors
+            sample[filled : filled + len(vectors)] = vectors
+            filled += len(vectors)
+        # this add's raw batches move into the sample one at a time (each becomes a view), so
+        # their vectors are never held twice
         for batch in self.raw:
-            batch.vectors = sample[start : start + batch.n_tokens]
-            start += batch.n_tokens
+            assert batch.vectors is not None
+            sample[filled : filled + batch.n_tokens] = batch.vectors
+            batch.vectors = sample[filled : filled + batch.n_tokens]
+            filled += batch.n_tokens
         s = self.settings
         self.codec = ResidualCodec.train(
             sample, s.nbits, centroid_factor=s.centroid_factor,

@@ -37,10 +37,18 @@ def _fast_dtype() -> torch.dtype:
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
 
 
-def _brute_nearest(x: np.ndarray, c: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
-    out = np.empty(len(x), dtype=np.int32)
-    for start in range(0, len(x), ASSIGN_CHUNK):
-        chunk = torch.from_numpy(np.asarray(x[start : start + ASSIGN_CHUNK], dtype=np.float32))
+def _rows(x: np.ndarray, rows: np.ndarray | None, lo: int, hi: int) -> np.ndarray:
+    """Rows ``lo:hi`` of ``x`` (of ``x[rows]`` when ``rows`` is given) as float32."""
+    return np.asarray(x[lo:hi] if rows is None else x[rows[lo:hi]], dtype=np.float32)
+
+
+def _brute_nearest(
+    x: np.ndarray, c: torch.Tensor, dtype: torch.dtype, rows: np.ndarray | None = None
+) -> np.ndarray:
+    n = len(x) if rows is None else len(rows)
+    out = np.empty(n, dtype=np.int32)
+    for start in range(0, n, ASSIGN_CHUNK):
+        chunk = torch.from_numpy(_rows(x, rows, start, start + ASSIGN_CHUNK))
         out[start : start + len(chunk)] = (chunk.to(dtype) @ c.T).argmax(dim=1).numpy()
     return out
 
@@ -53,9 +61,10 @@ class Assigner:
         c32 = np.ascontiguousarray(centroids, dtype=np.float32)
         self.centroids = torch.from_numpy(c32).to(self.dtype)
 
-    def __call__(self, vectors: np.ndarray) -> np.ndarray:
+    def __call__(self, vectors: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """The nearest centroid of each row of ``vectors`` (of ``vectors[rows]``)."""
         with torch.inference_mode():
-            return _brute_nearest(vectors, self.centroids, self.dtype)
+            return _brute_nearest(vectors, self.centroids, self.dtype, rows)
 
 
 def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -63,34 +72,44 @@ def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return Assigner(centroids)(vectors)
 
 
-def _cluster_sums(x: np.ndarray, assign: np.ndarray, k: int) -> np.ndarray:
-    """``[k, dim]`` float32 sums of the rows of ``x`` per cluster, ``SUM_CHUNK`` rows at a time
-    (``x`` may be float16: only one chunk is ever converted to float32)."""
+def _cluster_sums(
+    x: np.ndarray, assign: np.ndarray, k: int, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """``[k, dim]`` float32 sums of the rows of ``x`` (``x[rows]``) per cluster, ``SUM_CHUNK``
+    rows at a time (``x`` may be float16: only one chunk is ever converted to float32)."""
     sums = torch.zeros((k, x.shape[1]), dtype=torch.float32)
-    for lo in range(0, len(x), SUM_CHUNK):
-        rows = torch.from_numpy(np.asarray(x[lo : lo + SUM_CHUNK], dtype=np.float32))
-        sums.index_add_(0, torch.from_numpy(assign[lo : lo + SUM_CHUNK].astype(np.int64)), rows)
+    for lo in range(0, len(assign), SUM_CHUNK):
+        chunk = torch.from_numpy(_rows(x, rows, lo, lo + SUM_CHUNK))
+        sums.index_add_(0, torch.from_numpy(assign[lo : lo + SUM_CHUNK].astype(np.int64)), chunk)
     return sums.numpy()
 
 
-def kmeans(vectors: np.ndarray, k: int, *, iterations: int = 8, seed: int = 0) -> np.ndarray:
+def kmeans(
+    vectors: np.ndarray,
+    k: int,
+    *,
+    iterations: int = 8,
+    seed: int = 0,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
     """``[k, dim]`` float32 unit-length centroids of ``vectors`` (float16 or float32; Lloyd's
     algorithm on the sphere, initialised from ``k`` distinct random rows; an empty cluster is
-    re-seeded from a random row)."""
-    x = np.ascontiguousarray(vectors)
-    if x.dtype not in (np.float16, np.float32):
-        x = x.astype(np.float32)
-    n = len(x)
+    re-seeded from a random row). ``rows``: cluster only those rows, read a chunk at a time,
+    so a sample of a large array costs no copy of it."""
+    x = vectors if vectors.dtype in (np.float16, np.float32) else vectors.astype(np.float32)
+    n = len(x) if rows is None else len(rows)
     if not 1 <= k <= n:
         raise ValueError(f"k-means needs 1 <= k <= n rows, got k={k} and n={n}")
     rng = np.random.default_rng(seed)
-    centroids = x[rng.choice(n, size=k, replace=False)].astype(np.float32)
+    picks = rng.choice(n, size=k, replace=False)
+    centroids = x[picks if rows is None else rows[picks]].astype(np.float32)
     for _ in range(iterations):
-        assign = Assigner(centroids)(x)
-        sums = _cluster_sums(x, assign, k)
+        assign = Assigner(centroids)(x, rows)
+        sums = _cluster_sums(x, assign, k, rows)
         empty = np.bincount(assign, minlength=k) == 0
         if empty.any():
-            sums[empty] = x[rng.choice(n, size=int(empty.sum()), replace=False)]
+            picks = rng.choice(n, size=int(empty.sum()), replace=False)
+            sums[empty] = x[picks if rows is None else rows[picks]]
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         centroids = sums / np.maximum(norms, 1e-12)
     return centroids.astype(np.float32)

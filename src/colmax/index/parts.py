@@ -110,6 +110,10 @@ class Part:
         return len(self.doc_ids)
 
     @property
+    def dim(self) -> int:
+        return int(self.bundle.meta["dim"])
+
+    @property
     def n_tokens(self) -> int:
         return int(self.doc_lens.sum())
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from colmax.index.codec import ResidualCodec
+from colmax.index.codec import ENCODE_BLOCK, ResidualCodec
 from colmax.index.docstore import Commit, DocStore, PartRow
 from colmax.index.format import PARTS_DIR
 from colmax.index.parts import (
@@ -68,22 +68,29 @@ def remove_orphans(root: Path, rows: list[PartRow], codec_id: int | None) -> int
 
 
 def concat(batches: list[DocBatch]) -> DocBatch:
-    """One batch of all ``batches``' documents, sorted by internal id."""
+    """One batch of all ``batches``' documents, sorted by internal id (without reordering, and
+    without any copy for a single batch, when they already are: the add path's always are)."""
     doc_ids = np.concatenate([b.doc_ids for b in batches])
-    doc_lens = np.concatenate([b.doc_lens for b in batches])
-    order = np.argsort(doc_ids, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(doc_lens)])[:-1]
-    token_order = np.concatenate([np.arange(starts[i], starts[i] + doc_lens[i]) for i in order]) \
-        if len(order) else np.empty(0, dtype=np.int64)  # fmt: skip
+    doc_lens = np.concatenate([b.doc_lens for b in batches]).astype(np.int32)
+    if np.all(doc_ids[1:] > doc_ids[:-1]):
+        if len(batches) == 1:
+            return dataclasses.replace(batches[0], doc_ids=doc_ids, doc_lens=doc_lens)
+        token_order = None
+    else:
+        order = np.argsort(doc_ids, kind="stable")
+        starts = np.cumsum(doc_lens) - doc_lens
+        doc_ids, doc_lens = doc_ids[order], doc_lens[order]
+        new_starts = np.cumsum(doc_lens) - doc_lens
+        token_order = np.repeat(starts[order] - new_starts, doc_lens) + np.arange(doc_lens.sum())
 
     def join(name: str) -> np.ndarray | None:
         arrays = [getattr(b, name) for b in batches]
-        return None if arrays[0] is None else np.concatenate(arrays)[token_order]
+        if arrays[0] is None:
+            return None
+        joined = np.concatenate(arrays)
+        return joined if token_order is None else joined[token_order]
 
-    return DocBatch(
-        doc_ids[order], doc_lens[order].astype(np.int32),
-        join("vectors"), join("codes"), join("packed"),
-    )  # fmt: skip
+    return DocBatch(doc_ids, doc_lens, join("vectors"), join("codes"), join("packed"))
 
 
 class PartWriter:
@@ -181,9 +188,9 @@ def rewrite(
             batch = part.batch(snap.codec, mask)
             if part.kind == "raw" or new_codec is not None:
                 vectors = batch.vectors
-                if vectors is None:
-                    assert snap.codec is not None
-                    vectors = snap.codec.decode(batch.codes, batch.packed)
+                if vectors is None:  # compressed: decoded a block at a time while re-encoded
+                    assert snap.codec is not None and codec is not None
+                    vectors = snap.codec.decoded(batch.codes, batch.packed)
                 if codec is not None:
                     batch.codes, batch.packed = codec.encode(vectors)
                     batch.vectors = None
@@ -213,8 +220,9 @@ def small_parts(snap: Snapshot) -> list[int]:
 
 def train_from_snapshot(snap: Snapshot, settings: BuildSettings, seed: int = 0) -> ResidualCodec:
     """A codec for the live documents of ``snap`` (decompressed, or raw where raw), trained on
-    a random sample of documents of about what :meth:`ResidualCodec.train` samples, held in
-    float16 (so memory is bounded by ``TRAIN_MAX_TOKENS`` whatever the index's size)."""
+    a random sample of documents of about what :meth:`ResidualCodec.train` samples. The sample
+    is decoded a chunk at a time into one float16 array sized in advance, so memory is bounded
+    by ``TRAIN_MAX_TOKENS`` plus a chunk whatever the index's size."""
     from colmax.index.codec import train_sample_size
     from colmax.index.kmeans import num_centroids
 
@@ -222,17 +230,23 @@ def train_from_snapshot(snap: Snapshot, settings: BuildSettings, seed: int = 0) 
     k = num_centroids(max(live_tokens, 1), settings.centroid_factor)
     share = min(1.0, train_sample_size(k) / max(live_tokens, 1))
     rng = np.random.default_rng(seed)
-    sample: list[np.ndarray] = []
-    for part, dead in zip(snap.parts, snap.dead):
-        keep = ~dead & (rng.random(part.n_docs) < share)
+    picked = [~d & (rng.random(p.n_docs) < share) for p, d in zip(snap.parts, snap.dead)]
+    total = sum(int(part.doc_lens[keep].sum()) for part, keep in zip(snap.parts, picked))
+    vectors = np.empty((total, snap.parts[0].dim), dtype=np.float16)
+    filled = 0
+    for part, keep in zip(snap.parts, picked):
         for mask in _doc_chunks(part, keep, settings.chunk_tokens):
             batch = part.batch(snap.codec, mask)
-            if batch.vectors is None:
-                assert snap.codec is not None
-                batch.vectors = snap.codec.decode(batch.codes, batch.packed)
-            sample.append(batch.vectors.astype(np.float16, copy=False))
-    vectors = np.concatenate(sample)
-    del sample
+            if batch.vectors is not None:
+                vectors[filled : filled + len(batch.vectors)] = batch.vectors
+                filled += len(batch.vectors)
+                continue
+            assert snap.codec is not None
+            decoded = snap.codec.decoded(batch.codes, batch.packed)
+            for lo in range(0, len(decoded), ENCODE_BLOCK):
+                block = decoded[lo : lo + ENCODE_BLOCK]
+                vectors[filled : filled + len(block)] = block
+                filled += len(block)
     return ResidualCodec.train(
         vectors, settings.nbits, num_centroids_=min(k, len(vectors)),
         total_tokens=live_tokens, seed=seed,
