@@ -342,3 +342,18 @@ def test_malloc_tuning_applies_on_glibc_and_can_be_turned_off():
         capture_output=True, text=True,
     )  # fmt: skip
     assert off_trim.stdout.strip() == "False", off_trim.stderr
+
+
+def test_padding_rounds_shapes_so_onednn_sees_few_of_them():
+    from colmax.encoder.encoder import LENGTH_STEP, _pad
+
+    seqs = [[5, 6, 7], [5] * 21, [9] * 17]
+    ids, mask = _pad(seqs, [[1] * len(s) for s in seqs], 0, few_shapes=True, max_length=512)
+    assert ids.shape == (4, 2 * LENGTH_STEP)  # 3 rows -> 4, 21 tokens -> 32
+    assert mask[:3].sum(dim=1).tolist() == [3, 21, 17]
+    assert mask[3].tolist() == [1] + [0] * 31  # the extra row attends to one pad token
+    assert ids[1, :21].tolist() == [5] * 21 and ids[1, 21:].eq(0).all()
+    # never past the model's position limit; exact shapes when asked
+    assert _pad([[1] * 510], [[1] * 510], 0, few_shapes=True, max_length=512)[0].shape == (1, 512)
+    assert _pad([[1] * 20], [[1] * 20], 0, few_shapes=True, max_length=24)[0].shape == (1, 24)
+    assert _pad(seqs, [[1] * len(s) for s in seqs], 0)[0].shape == (3, 21)

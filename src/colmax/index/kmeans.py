@@ -47,9 +47,14 @@ def _brute_nearest(
 ) -> np.ndarray:
     n = len(x) if rows is None else len(rows)
     out = np.empty(n, dtype=np.int32)
+    block = torch.zeros((ASSIGN_CHUNK, x.shape[1]), dtype=dtype)
     for start in range(0, n, ASSIGN_CHUNK):
         chunk = torch.from_numpy(_rows(x, rows, start, start + ASSIGN_CHUNK))
-        out[start : start + len(chunk)] = (chunk.to(dtype) @ c.T).argmax(dim=1).numpy()
+        # always a full block: every matmul has one shape (a short last chunk is padded), as
+        # oneDNN keeps memory for each new shape it sees (measured: +1 GB for 1,200 shapes)
+        block[: len(chunk)] = chunk
+        best = (block @ c.T).argmax(dim=1).numpy()
+        out[start : start + len(chunk)] = best[: len(chunk)]
     return out
 
 
