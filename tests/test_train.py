@@ -399,6 +399,52 @@ def test_export_round_trip(tiny, tmp_path):
     assert eight.encode_queries(["volcano"])[0].shape[1] == 8
 
 
+def test_interpolate_weights_mixes_float_tensors_only():
+    from colmax.train.shipping import interpolate_weights
+
+    initial = {"w": torch.tensor([0.0, 2.0]), "ids": torch.tensor([1, 2])}
+    trained = {"w": torch.tensor([4.0, 6.0]), "ids": torch.tensor([3, 4])}
+    mixed = interpolate_weights(initial, trained, 0.25)
+    assert mixed["w"].tolist() == [1.0, 3.0] and mixed["ids"].tolist() == [3, 4]
+    with pytest.raises(InputError, match="different tensors"):
+        interpolate_weights({"v": torch.zeros(2)}, trained, 0.5)
+
+
+def test_interpolated_export_runs_from_step_zero_to_the_trained_weights(tiny, tmp_path):
+    import colmax
+    from colmax.train.shipping import export
+    from colmax.train.trainer import INIT
+
+    run = tmp_path / "run"
+    trainer = fresh_trainer(tiny, run, max_steps=3, teacher="none")
+    checkpoint.save(run / INIT, {"model": trainer.student.model.state_dict()})
+    trainer.config.save(run / "config.json")
+    trainer.fit()
+    texts = [d["text"] for d in TOY_DOCS]
+
+    def vectors(folder: Path) -> list[np.ndarray]:
+        encoder = colmax.Encoder.load(folder, precision="fp32")
+        return [v.astype(np.float32) for v in encoder.encode_documents(texts)]
+
+    def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+        return all(np.abs(x - y).max() < 0.02 for x, y in zip(a, b))
+
+    trained = vectors(export(run, tmp_path / "trained", which="last"))
+    start = vectors(export(run, tmp_path / "start", which="last", interpolate=0.0))
+    half_folder = export(run, tmp_path / "half", which="last", interpolate=0.5)
+    half = vectors(half_folder)
+    base = vectors(tiny)
+    assert same(start, base) and not same(trained, base)
+    assert not same(half, trained) and not same(half, start)
+    record = json.loads((half_folder / "colmax_model.json").read_text())["training"]
+    assert record["interpolation"] == {"trained_share": 0.5, "from": "step 0"}
+    # a run without init.pt rebuilds its step-0 weights (here: the 'keep' init)
+    (run / INIT).unlink()
+    assert same(vectors(export(run, tmp_path / "rebuilt", which="last", interpolate=0.0)), base)
+    with pytest.raises(InputError, match="between 0 and 1"):
+        export(run, tmp_path / "bad", interpolate=1.5)
+
+
 # --------------------------------------------------------------------------- end to end
 
 
@@ -450,3 +496,9 @@ def test_cli_train_end_to_end_with_the_minilm_teacher(tiny, tmp_path):
     assert changed.exit_code == 1 and "other settings" in changed.output
     export = CliRunner().invoke(app, [*args[:4], "--export", str(tmp_path / "shipped")])
     assert export.exit_code == 0 and (tmp_path / "shipped" / "1_Dense").is_dir()
+    assert (run / "checkpoints" / "init.pt").exists()  # step 0, for interpolated exports
+    mixed = tmp_path / "mixed"
+    export = CliRunner().invoke(app, [*args[:4], "--export", str(mixed), "--interpolate", "0.7"])
+    assert export.exit_code == 0, export.output
+    record = json.loads((mixed / "colmax_model.json").read_text())["training"]
+    assert record["interpolation"]["trained_share"] == 0.7

@@ -42,6 +42,15 @@ def train_command(
     export_last: Annotated[
         bool, typer.Option("--export-last", help="With --export: the last checkpoint.")
     ] = False,
+    interpolate: Annotated[
+        float,
+        typer.Option(
+            "--interpolate",
+            min=0.0,
+            max=1.0,
+            help="With --export: the trained weights' share, the rest from step 0 (WiSE-FT).",
+        ),
+    ] = 1.0,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Where the finished run exports (default RUN/model)."),
@@ -115,7 +124,8 @@ def train_command(
     from colmax.train.config import parse_mix
 
     if export is not None:
-        path = export_run(run, export, which="last" if export_last else "best")
+        which = "last" if export_last else "best"
+        path = export_run(run, export, which=which, interpolate=interpolate, data_dir=data_dir)
         out.print(f"exported {run} -> {path}")
         return
     config = TrainConfig(

@@ -15,6 +15,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from colmax.errors import InputError
 from colmax.train import checkpoint
 from colmax.train.config import TrainConfig
@@ -69,13 +71,22 @@ def export(
     which: str = "best",
     name: str | None = None,
     half: bool = True,
+    interpolate: float = 1.0,
+    data_dir: str | Path | None = None,
 ) -> Path:
-    """Export a run's best (or last) checkpoint to ``target``."""
+    """Export a run's best (or last) checkpoint to ``target``.
+
+    ``interpolate`` < 1 exports ``(1 - a) * initial + a * trained`` weights (WiSE-FT: keeps more
+    of what the base model knew; see docs/TRAINING.md). The initial weights come from
+    ``RUN/checkpoints/init.pt``, or are rebuilt from ``data_dir`` (the run's PCA init is seeded)
+    for runs that predate that file."""
     from colmax.train.trainer import BEST, LAST
 
     run = Path(run_dir).expanduser()
     if which not in ("best", "last"):
         raise InputError(f"which must be 'best' or 'last', not {which!r}")
+    if not 0.0 <= interpolate <= 1.0:
+        raise InputError(f"interpolate must be between 0 and 1, not {interpolate}")
     config_path = run / "config.json"
     if not config_path.exists():
         raise InputError(f"{run} is not a training run folder (no config.json)")
@@ -87,9 +98,55 @@ def export(
         )
     config = TrainConfig.load(config_path)
     state = checkpoint.load(path)
-    student = build_student(config, state=state["model"])
+    weights = state["model"]
     training = _training_record(run, config, state)
+    if interpolate < 1.0:
+        weights = interpolate_weights(initial_weights(run, config, data_dir), weights, interpolate)
+        training["interpolation"] = {"trained_share": interpolate, "from": "step 0"}
+    student = build_student(config, state=weights)
     return save_model(student, target, config, name=name, training=training, half=half)
+
+
+def interpolate_weights(
+    initial: dict[str, torch.Tensor], trained: dict[str, torch.Tensor], share: float
+) -> dict[str, torch.Tensor]:
+    """``(1 - share) * initial + share * trained`` for every float tensor (others: trained)."""
+    if initial.keys() != trained.keys():
+        raise InputError("the initial and trained weights have different tensors")
+    return {
+        key: ((1 - share) * initial[key].float() + share * value.float()).to(value.dtype)
+        if value.is_floating_point()
+        else value
+        for key, value in trained.items()
+    }
+
+
+def initial_weights(
+    run: Path, config: TrainConfig, data_dir: str | Path | None
+) -> dict[str, torch.Tensor]:
+    """The run's weights before its first step (saved, or rebuilt the way the run built them)."""
+    from colmax.train.data import load_train_data
+    from colmax.train.student import corpus_sample
+    from colmax.train.trainer import INIT
+
+    if (run / INIT).exists():
+        return checkpoint.load(run / INIT)["model"]
+    if config.projection_init != "pca":
+        return build_student(config).model.state_dict()
+    if data_dir is None:
+        raise InputError(
+            f"{run / INIT} is missing (the run predates it); pass the run's data folder so its "
+            "initial weights can be rebuilt"
+        )
+    data = load_train_data(
+        data_dir, split=config.split, val_fraction=config.val_fraction, mix=config.mix,
+        max_unsupervised=config.max_unsupervised, seed=config.seed,
+    )  # fmt: skip
+    report = run / "prepare.json"  # the run's PCA ran in bf16 where the CPU had it
+    bf16 = bool(json.loads(report.read_text()).get("bf16")) if report.exists() else False
+    texts = corpus_sample(data.corpus.full, config.pca_docs, config.seed)
+    student = build_student(config, pca_texts=texts, bf16=bf16)
+    return student.model.state_dict()
 
 
 def _training_record(run: Path, config: TrainConfig, state: dict[str, Any]) -> dict[str, Any]:

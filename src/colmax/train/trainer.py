@@ -33,6 +33,7 @@ from colmax.train.validate import Validator
 
 LAST = "checkpoints/last.pt"
 BEST = "checkpoints/best.pt"
+INIT = "checkpoints/init.pt"  # the weights before step 1 (for interpolated exports)
 LOG_EVERY = 10
 
 
