@@ -300,7 +300,9 @@ def _pad(
     longest = max(len(s) for s in seqs)
     rows = len(seqs)
     if few_shapes:
-        longest = max(longest, min(-(-longest // LENGTH_STEP) * LENGTH_STEP, max_length or 0))
+        if max_length is not None:  # unknown limit: exact lengths
+            rounded = -(-longest // LENGTH_STEP) * LENGTH_STEP
+            longest = max(longest, min(rounded, max_length))
         rows = 1 << (rows - 1).bit_length()
     ids = torch.full((rows, longest), pad_id, dtype=torch.long)
     mask = torch.zeros((rows, longest), dtype=torch.long)

@@ -125,9 +125,7 @@ class ResidualCodec:
         codes = np.empty(len(vectors), dtype=np.int32)
         packed = np.empty((len(vectors), self.code_bytes), dtype=np.uint8)
         for lo in range(0, len(vectors), ENCODE_BLOCK):
-            block = vectors[lo : lo + ENCODE_BLOCK]
-            # x is changed below: a copy unless decoding just made it
-            x = block if isinstance(vectors, Decoded) else np.array(block, dtype=np.float32)
+            x = np.array(vectors[lo : lo + ENCODE_BLOCK], dtype=np.float32)  # changed below
             codes[lo : lo + len(x)] = block_codes = self._assigner(x)
             x -= self.centroids[block_codes]
             packed[lo : lo + len(x)] = self._pack(x)

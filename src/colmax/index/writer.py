@@ -237,14 +237,12 @@ def train_from_snapshot(snap: Snapshot, settings: BuildSettings, seed: int = 0) 
     for part, keep in zip(snap.parts, picked):
         for mask in _doc_chunks(part, keep, settings.chunk_tokens):
             batch = part.batch(snap.codec, mask)
-            if batch.vectors is not None:
-                vectors[filled : filled + len(batch.vectors)] = batch.vectors
-                filled += len(batch.vectors)
-                continue
-            assert snap.codec is not None
-            decoded = snap.codec.decoded(batch.codes, batch.packed)
-            for lo in range(0, len(decoded), ENCODE_BLOCK):
-                block = decoded[lo : lo + ENCODE_BLOCK]
+            source = batch.vectors
+            if source is None:
+                assert snap.codec is not None
+                source = snap.codec.decoded(batch.codes, batch.packed)
+            for lo in range(0, len(source), ENCODE_BLOCK):
+                block = source[lo : lo + ENCODE_BLOCK]
                 vectors[filled : filled + len(block)] = block
                 filled += len(block)
     return ResidualCodec.train(

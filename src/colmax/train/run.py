@@ -31,7 +31,7 @@ from colmax.train import checkpoint
 from colmax.train.config import TrainConfig, differences
 from colmax.train.prepare import prepare
 from colmax.train.shipping import export
-from colmax.train.student import build_student, corpus_sample
+from colmax.train.student import build_student, initial_student
 from colmax.train.trainer import INIT, LAST, Trainer
 from colmax.train.validate import Validator
 
@@ -71,8 +71,7 @@ def train(
         state = checkpoint.load(run / LAST) if (run / LAST).exists() else None
         checkpoint.seed_everything(config.seed)
         if state is None:
-            texts = corpus_sample(prepared.corpus.full, config.pca_docs, config.seed)
-            student = build_student(config, pca_texts=texts, name=run.name, bf16=bf16)
+            student = initial_student(config, prepared.corpus.full, name=run.name, bf16=bf16)
             checkpoint.save(run / INIT, {"model": student.model.state_dict()})
         else:
             student = build_student(config, state=state["model"], name=run.name)

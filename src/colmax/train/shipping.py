@@ -126,7 +126,7 @@ def initial_weights(
 ) -> dict[str, torch.Tensor]:
     """The run's weights before its first step (saved, or rebuilt the way the run built them)."""
     from colmax.train.data import load_train_data
-    from colmax.train.student import corpus_sample
+    from colmax.train.student import initial_student
     from colmax.train.trainer import INIT
 
     if (run / INIT).exists():
@@ -144,9 +144,7 @@ def initial_weights(
     )  # fmt: skip
     report = run / "prepare.json"  # the run's PCA ran in bf16 where the CPU had it
     bf16 = bool(json.loads(report.read_text()).get("bf16")) if report.exists() else False
-    texts = corpus_sample(data.corpus.full, config.pca_docs, config.seed)
-    student = build_student(config, pca_texts=texts, bf16=bf16)
-    return student.model.state_dict()
+    return initial_student(config, data.corpus.full, bf16=bf16).model.state_dict()
 
 
 def _training_record(run: Path, config: TrainConfig, state: dict[str, Any]) -> dict[str, Any]:

@@ -117,6 +117,14 @@ def build_student(
     return Student(model, ckpt.tokenizer, enc_config, ids, identity, str(source))
 
 
+def initial_student(
+    config: TrainConfig, corpus_texts: list[str], *, name: str = "colmax-trained", bf16: bool
+) -> Student:
+    """The student a run starts from: its PCA fitted on the run's seeded corpus sample."""
+    texts = corpus_sample(corpus_texts, config.pca_docs, config.seed)
+    return build_student(config, pca_texts=texts, name=name, bf16=bf16)
+
+
 def _zeros(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else torch.zeros_like(t)
 
