@@ -150,6 +150,24 @@ def test_kmeans_on_rows_equals_kmeans_on_their_copy():
         kmeans(x, 8, rows=rows[:4])
 
 
+@pytest.mark.parametrize("k", [3, 700, 9000])
+def test_assignment_in_blocks_sized_by_k_equals_the_argmax(monkeypatch, k):
+    import colmax.index.kmeans as kmeans_module
+
+    monkeypatch.setattr(kmeans_module, "SCORE_BLOCK", 2**16)  # 64-1,024 rows as k varies
+    assert kmeans_module.block_rows(3) == 1024 and kmeans_module.block_rows(9000) == 64
+    assert kmeans_module.block_rows(700) == 64  # 2**16 // 700 = 93 -> 64
+    rng = np.random.default_rng(k)
+    x = unit(rng.standard_normal((2500, DIM))).astype(np.float32)  # not a multiple of a block
+    centroids = unit(rng.standard_normal((k, DIM))).astype(np.float32)
+    found = nearest_centroid(x, centroids)
+    scores = x @ centroids.T
+    # bf16 may swap near-ties: the chosen centroid scores within rounding of the best
+    best = scores.max(axis=1)
+    assert np.all(scores[np.arange(len(x)), found] >= best - 0.02)
+    assert np.mean(found == scores.argmax(axis=1)) > 0.8
+
+
 def test_codec_training_sample_is_bounded_and_drawn_from_all_rows(monkeypatch):
     import colmax.index.codec as codec_module
 

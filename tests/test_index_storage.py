@@ -455,3 +455,30 @@ def test_readonly_index_on_a_fresh_copy(path):
         hits = idx.search_vectors(QUERY, k=3, params=EXACT)
         assert idx.verify() == len(named_files(path))
     assert hits[0].id == "d7" and np.isfinite([h.score for h in hits]).all()
+
+
+def _rss_file_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no RssFile line")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_release_drops_read_pages_from_rss_and_views_stay_valid(tmp_path):
+    """Rewrites call ``release`` after each part: the file pages they read leave the process's
+    RSS (so re-encoding a large index does not add its size to the writer's RSS)."""
+    from colmax.index.bundle import Bundle, write_bundle
+
+    data = np.arange(12 * 2**20, dtype=np.int32).reshape(-1, 1024)  # 48 MB
+    write_bundle(tmp_path / "big.bundle", {"data": data})
+    bundle = Bundle(tmp_path / "big.bundle")
+    view = bundle["data"]
+    before = _rss_file_mb()
+    assert int(view[:, 0].sum()) == int(data[:, 0].sum())  # touches every page
+    touched = _rss_file_mb()
+    bundle.release()
+    released = _rss_file_mb()
+    assert touched - before > 40, (before, touched)
+    assert touched - released > 40, (touched, released)
+    np.testing.assert_array_equal(view[-3:], data[-3:])  # faulted back in from the page cache

@@ -130,6 +130,14 @@ class Bundle:
                 bad.append(name)
         return bad
 
+    def release(self) -> None:
+        """Tell the kernel this process is done with the pages it read (``MADV_DONTNEED``): they
+        leave its RSS but stay in the page cache, and views stay valid (a later read faults the
+        pages back in). Rewrites call it after each part, so reading a whole index to re-encode
+        it does not pile its pages onto the writer's RSS."""
+        if self._map is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED)
+
     def close(self) -> None:
         """Drop the views and the map (views still held elsewhere keep it alive)."""
         self._arrays.clear()

@@ -142,5 +142,9 @@ class Part:
         packed = np.asarray(self.bundle["residuals"])[positions]
         return DocBatch(doc_ids, doc_lens, codes=codes, packed=packed)
 
+    def release(self) -> None:
+        """Drop the pages this process read from the part's file (see :meth:`Bundle.release`)."""
+        self.bundle.release()
+
     def close(self) -> None:
         self.bundle.close()

@@ -197,6 +197,7 @@ def rewrite(
                 else:
                     batch.vectors = vectors.astype(np.float16)
             out.add(batch)
+        part.release()
     out.flush()
     return Commit(
         add_parts=list(writer.rows),
@@ -245,6 +246,7 @@ def train_from_snapshot(snap: Snapshot, settings: BuildSettings, seed: int = 0) 
                 block = source[lo : lo + ENCODE_BLOCK]
                 vectors[filled : filled + len(block)] = block
                 filled += len(block)
+        part.release()
     return ResidualCodec.train(
         vectors, settings.nbits, num_centroids_=min(k, len(vectors)),
         total_tokens=live_tokens, seed=seed,
