@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from colmax.errors import InputError
 from colmax.index.bundle import Bundle, write_bundle
@@ -163,9 +164,11 @@ class ResidualCodec:
     def query_tables(self, query: np.ndarray) -> np.ndarray:
         """``[query_len, code_bytes, 256]`` float32: ``tables[t, j, v]`` is query token ``t``'s
         dot product with the residual dims that byte ``j`` holds when its value is ``v``."""
-        from colmax.index.kernels import query_tables
-
-        return query_tables(np.ascontiguousarray(query, dtype=np.float32), self._table)
+        q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
+        # one matmul, [T * bytes, per] x [per, 256]: 20x a loop; torch's, which keeps to the
+        # threads colmax sets (numpy's BLAS would start its own)
+        tables = q.reshape(-1, self.dims_per_byte) @ torch.from_numpy(self._table).T
+        return tables.reshape(len(q), -1, 256).numpy()
 
     @functools.cached_property
     def _assigner(self) -> Assigner:

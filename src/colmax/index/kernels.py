@@ -114,23 +114,6 @@ def tokens_of_docs(
 
 
 @njit(cache=True, nogil=True)
-def query_tables(query: np.ndarray, byte_table: np.ndarray) -> np.ndarray:
-    """``[T, B, 256]``: ``tables[t, j, v] = sum_i query[t, j * per + i] * byte_table[v, i]``."""
-    n_q, dim = query.shape
-    per = byte_table.shape[1]
-    n_bytes = dim // per
-    tables = np.empty((n_q, n_bytes, 256), dtype=np.float32)
-    for t in range(n_q):
-        for j in range(n_bytes):
-            for v in range(256):
-                s = np.float32(0.0)
-                for i in range(per):
-                    s += query[t, j * per + i] * byte_table[v, i]
-                tables[t, j, v] = s
-    return tables
-
-
-@njit(cache=True, nogil=True)
 def decode_tokens(
     centroids: np.ndarray,  # [K, dim] float32
     codes: np.ndarray,  # [n] int32
