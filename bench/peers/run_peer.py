@@ -31,7 +31,6 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 import platform
 import shutil
@@ -44,9 +43,22 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+# engines/, measure.py and peer_input.py sit next to this file; the measured phases re-run this
+# file in child processes, which find them the same way
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
+
+from measure import (  # noqa: E402
+    TreeRss,
+    dir_bytes,
+    dir_listing,
+    maxrss_mb,
+    percentile,
+    quality,
+    rss_mb,
+)
+from peer_input import load_vectors  # noqa: E402
 
 THREAD_VARS = (
     "OMP_NUM_THREADS",
@@ -66,176 +78,6 @@ THREAD_VARS = (
 
 def log(msg: str) -> None:
     print(f"[run_peer {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------- input
-
-
-class DiskDocs:
-    """The document vectors as a sequence read from the ``.npy`` file one document at a time
-    (float16, as stored), for engines that stream their input (``INPUT = "stream"``): nothing
-    is held in memory or memory-mapped, so the build's RSS is the engine's own."""
-
-    def __init__(self, path: Path, offsets: Any, dim: int) -> None:
-        import numpy as np
-
-        with open(path, "rb") as handle:
-            np.lib.format.read_magic(handle)
-            np.lib.format.read_array_header_1_0(handle)
-            self._data_start = handle.tell()
-        self._path, self._offsets, self._dim = path, offsets, dim
-        self._row_bytes = 2 * dim
-
-    def __len__(self) -> int:
-        return len(self._offsets) - 1
-
-    def __getitem__(self, i: int) -> Any:
-        import numpy as np
-
-        lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
-        with open(self._path, "rb") as handle:
-            handle.seek(self._data_start + lo * self._row_bytes)
-            raw = handle.read((hi - lo) * self._row_bytes)
-        return np.frombuffer(raw, dtype=np.float16).reshape(hi - lo, self._dim)
-
-    def __iter__(self) -> Any:
-        return (self[i] for i in range(len(self)))
-
-
-def load_vectors(
-    folder: Path,
-    limit_docs: int,
-    limit_queries: int,
-    with_docs: bool = True,
-    stream_docs: bool = False,
-) -> dict[str, Any]:
-    """The vectors folder; ``with_docs=False`` skips the document vectors (search phases), so
-    that they do not count in a search process's memory; ``stream_docs=True`` gives them as a
-    :class:`DiskDocs` instead of float32 arrays in memory."""
-    import numpy as np
-
-    meta = json.loads((folder / "meta.json").read_text())
-    doc_lens = np.load(folder / "doc_lens.npy")
-    doc_ids = json.loads((folder / "doc_ids.json").read_text())
-    q_lens = np.load(folder / "query_lens.npy")
-    q_ids = json.loads((folder / "query_ids.json").read_text())
-    if limit_docs:
-        doc_lens, doc_ids = doc_lens[:limit_docs], doc_ids[:limit_docs]
-    if limit_queries:
-        q_lens, q_ids = q_lens[:limit_queries], q_ids[:limit_queries]
-    n_tok = int(doc_lens.sum())
-    flat = np.load(folder / "doc_vectors.npy", mmap_mode="r")[:n_tok]
-    dim = int(flat.shape[1])
-    docs: Any = []
-    if with_docs and stream_docs:
-        docs = DiskDocs(folder / "doc_vectors.npy", np.concatenate([[0], np.cumsum(doc_lens)]), dim)
-    elif with_docs:
-        flat = np.ascontiguousarray(flat, dtype=np.float32)
-        offsets = np.concatenate([[0], np.cumsum(doc_lens)])
-        docs = [flat[offsets[i] : offsets[i + 1]] for i in range(len(doc_lens))]
-    del flat
-    qflat = np.load(folder / "query_vectors.npy")[: int(q_lens.sum())].astype(np.float32)
-    qoff = np.concatenate([[0], np.cumsum(q_lens)])
-    queries = [np.ascontiguousarray(qflat[qoff[i] : qoff[i + 1]]) for i in range(len(q_lens))]
-    return {
-        "meta": meta,
-        "docs": docs,
-        "doc_ids": doc_ids,
-        "queries": queries,
-        "query_ids": q_ids,
-        "n_docs": len(doc_lens),
-        "n_doc_tokens": n_tok,
-        "dim": dim,
-    }
-
-
-# ---------------------------------------------------------------------------- memory
-
-
-def rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
-def maxrss_mb() -> dict[str, float]:
-    import resource
-
-    factor = 1024 if sys.platform != "darwin" else 1024 * 1024
-    return {
-        "self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / factor,
-        "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / factor,
-    }
-
-
-class TreeRss:
-    """Samples the RSS of this process and its descendants (psutil) every ``period`` s."""
-
-    def __init__(self, period: float = 0.02) -> None:
-        self.peak = 0.0
-        self.available = False
-        self._stop = threading.Event()
-        try:
-            import psutil
-
-            self._proc = psutil.Process()
-            self.available = True
-        except ImportError:
-            return
-        self._thread = threading.Thread(target=self._run, args=(period,), daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> float:
-        total = 0
-        try:
-            procs = [self._proc, *self._proc.children(recursive=True)]
-        except Exception:
-            procs = [self._proc]
-        for p in procs:
-            with contextlib.suppress(Exception):
-                total += p.memory_info().rss
-        return total / 2**20
-
-    def _run(self, period: float) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
-            self._stop.wait(period)
-
-    def reset(self) -> None:
-        if self.available:
-            self.peak = self._sample()
-
-    def stop(self) -> float | None:
-        if not self.available:
-            return None
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._sample())
-        return round(self.peak, 1)
-
-
-def dir_bytes(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            p = Path(root) / name
-            if not p.is_symlink():
-                total += p.stat().st_size
-    return total
-
-
-def dir_listing(path: Path) -> dict[str, int]:
-    out = {}
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            p = Path(root) / name
-            out[str(p.relative_to(path))] = p.stat().st_size
-    return dict(sorted(out.items(), key=lambda kv: -kv[1])[:25])
 
 
 # ---------------------------------------------------------------------------- child phases
@@ -430,40 +272,6 @@ def versions(engine: Any) -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def percentile(xs: list[float], p: float) -> float:
-    s = sorted(xs)
-    if not s:
-        return float("nan")
-    pos = (len(s) - 1) * p / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
-def quality(results: dict[str, list], qrels: dict[str, dict[str, int]], k: int) -> dict:
-    """nDCG@10 (linear graded gain, BEIR-style) and recall@{10,k} over the judged queries."""
-    ndcgs, r10, rk = [], [], []
-    for qid, hits in results.items():
-        rel = {d: g for d, g in qrels.get(qid, {}).items() if g > 0}
-        if not rel:
-            continue
-        ranked = [d for d, _ in hits]
-        dcg = sum(rel.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:10]))
-        ideal = sorted(rel.values(), reverse=True)[:10]
-        idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-        ndcgs.append(dcg / idcg)
-        r10.append(len(set(ranked[:10]) & set(rel)) / len(rel))
-        rk.append(len(set(ranked[:k]) & set(rel)) / len(rel))
-    n = len(ndcgs)
-    return {
-        "queries": n,
-        "ndcg@10": round(sum(ndcgs) / n, 5) if n else None,
-        "recall@10": round(sum(r10) / n, 5) if n else None,
-        f"recall@{k}": round(sum(rk) / n, 5) if n else None,
-        "note": "over the queries judged relevant in qrels.json (restricted to the documents "
-        "searched when --limit-docs is used); computed by run_peer.py",
-    }
 
 
 def params_key(params: dict, keys: set[str]) -> str:
