@@ -366,6 +366,33 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(tiny, tmp_path):
     assert second.scheduler.get_last_lr() == straight.scheduler.get_last_lr()
 
 
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_checkpoints_and_stops_and_a_second_one_stops_at_once(tiny, tmp_path, presses):
+    import os
+    import signal
+
+    trainer = fresh_trainer(tiny, tmp_path)
+    real_step = trainer.train_step
+
+    def step_then_ctrl_c():
+        stats = real_step()
+        if trainer.step == 2:
+            for _ in range(presses):
+                os.kill(os.getpid(), signal.SIGINT)
+        return stats
+
+    trainer.train_step = step_then_ctrl_c
+    if presses == 1:
+        trainer.fit()  # returns normally: the step in progress finishes, then a checkpoint
+        assert trainer.step == 2
+        assert checkpoint.load(tmp_path / LAST)["step"] == 2
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            trainer.fit()
+        assert not (tmp_path / LAST).exists()  # nothing written after the second press
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
 def test_export_round_trip(tiny, tmp_path):
     from transformers import AutoModel
 

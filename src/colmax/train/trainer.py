@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -233,20 +234,30 @@ class Trainer:
 
     @contextmanager
     def _signals(self) -> Iterator[None]:
-        """SIGTERM: finish the current step, checkpoint, stop."""
+        """SIGTERM or Ctrl-C (SIGINT): finish the current step, checkpoint, stop. A second
+        Ctrl-C stops at once (the run then resumes from its last checkpoint)."""
 
         def stop(signum: int, frame: Any) -> None:
+            if signum == signal.SIGINT and self._stop:
+                raise KeyboardInterrupt
             self._stop = True
+            print(
+                "stopping after this step, with a checkpoint (Ctrl-C again: stop now)",
+                file=sys.stderr,
+                flush=True,
+            )
 
+        handled = (signal.SIGTERM, signal.SIGINT)
         try:
-            previous = signal.signal(signal.SIGTERM, stop)
+            previous = {sig: signal.signal(sig, stop) for sig in handled}
         except ValueError:  # not the main thread
             yield
             return
         try:
             yield
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _log_window(self, window: list[StepStats], bar: Any) -> None:
         if not window:
