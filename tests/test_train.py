@@ -20,6 +20,9 @@ from colmax.train.data import (
     BatchPlan,
     Corpus,
     Example,
+    cloze_pairs,
+    cloze_question,
+    load_train_data,
     sample_negatives,
     sentence_pairs,
     split_sentences,
@@ -203,6 +206,41 @@ def test_sentence_pairs_cut_the_sentence_out():
     (pair,) = sentence_pairs([doc], None, np.random.default_rng(0))
     assert pair.query not in pair.positive and pair.positive.startswith("T\n")
     assert pair.known == ("x",) and pair.doc_id == "x"
+
+
+def test_cloze_pairs_ask_about_a_sentence_the_document_keeps():
+    text = "Short one. In 1998 the Boston team measured 42 samples of river water carefully."
+    doc = {"id": "x", "title": "T", "text": text}
+    (pair,) = cloze_pairs([doc], None, np.random.default_rng(0))
+    assert pair.positive == f"T\n{text}" and pair.known == ("x",) and pair.source == "cloze"
+    assert pair.query.endswith("?")
+    wh, _, rest = pair.query[:-1].partition(" ")
+    if wh == "How":
+        rest = rest.removeprefix("many ")
+    words = text.split(". ", 1)[1].rstrip(".").split()
+    kept = rest.split()
+    assert 8 - 3 <= len(kept) < len(words) and set(kept) <= set(words)  # a 1-3 word span cut
+    # the span is a capitalised word or a number after the first word, and the question word
+    # follows it
+    for seed in range(30):
+        question = cloze_question(
+            "In 1998 the team measured many samples", np.random.default_rng(seed)
+        )
+        assert question.startswith("When ") and "1998" not in question
+        question = cloze_question(
+            "The team measured 42 samples of water", np.random.default_rng(seed)
+        )
+        assert question.startswith("How many ") and "42" not in question
+
+
+def test_adding_the_cloze_source_leaves_the_other_sources_unchanged(tmp_path):
+    folder = write_beir(tmp_path / "beir")
+    without = load_train_data(folder, mix={"labeled": 1, "sentence": 1}, val_fraction=0)
+    with_cloze = load_train_data(
+        folder, mix={"labeled": 1, "sentence": 1, "cloze": 1}, val_fraction=0
+    )
+    assert with_cloze.examples["sentence"] == without.examples["sentence"]
+    assert with_cloze.examples["cloze"]
 
 
 def test_batch_plan_is_a_pure_function_of_seed_and_epoch():

@@ -28,8 +28,9 @@ from colmax.errors import InputError
 from colmax.train.config import SOURCES
 
 #: how each source shows its mined negatives: the whole document or its text only
-NEGATIVE_VARIANT = {"labeled": "full", "title": "body", "sentence": "full"}
+NEGATIVE_VARIANT = {"labeled": "full", "title": "body", "sentence": "full", "cloze": "full"}
 MIN_SENTENCE_WORDS = 6
+MIN_CLOZE_WORDS = 8
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
 
 
@@ -106,6 +107,9 @@ def load_train_data(
         examples["title"] = title_pairs(beir.docs, max_unsupervised, rng)
     if mix.get("sentence", 0) > 0:
         examples["sentence"] = sentence_pairs(beir.docs, max_unsupervised, rng)
+    if mix.get("cloze", 0) > 0:  # its own generator: adding it leaves the others unchanged
+        cloze_rng = np.random.default_rng([seed, 8])
+        examples["cloze"] = cloze_pairs(beir.docs, max_unsupervised, cloze_rng)
     for source, rows in examples.items():
         if not rows:
             raise InputError(f"{data_dir}: the {source!r} source has no examples; drop it from mix")
@@ -182,6 +186,63 @@ def sentence_pairs(docs: list[dict], limit: int | None, rng: np.random.Generator
             )
         )
     return out
+
+
+def cloze_pairs(docs: list[dict], limit: int | None, rng: np.random.Generator) -> list[Example]:
+    """A question made from one seeded sentence of each document -> the whole document.
+
+    The question is the sentence with an "answer" span cut out and a question word in front
+    (:func:`cloze_question`), and the document keeps the sentence: the query shares most of
+    its words with one sentence of its positive, as questions about a passage do. (The
+    ``sentence`` source cuts the sentence out instead, which teaches topical matching only;
+    ORQA's inverse cloze task keeps it in 10% of pairs for the same reason.)
+    """
+    out = []
+    for d in _sample(docs, limit, rng):
+        sentences = split_sentences(d["text"])
+        usable = [i for i, s in enumerate(sentences) if len(s.split()) >= MIN_CLOZE_WORDS]
+        if not usable:
+            continue
+        pick = usable[int(rng.integers(len(usable)))]
+        full = f"{d['title']}\n{d['text']}" if d.get("title") else d["text"]
+        out.append(
+            Example(
+                f"cloze:{d['id']}:{pick}",
+                "cloze",
+                cloze_question(sentences[pick], rng),
+                full,
+                d["id"],
+                (d["id"],),
+            )
+        )
+    return out
+
+
+_YEAR = re.compile(r"^(1[5-9]|20)\d\d$")
+
+
+def cloze_question(sentence: str, rng: np.random.Generator) -> str:
+    """``sentence`` as a crude question: a span of 1-3 words (a run of capitalised words or
+    numbers after the first word when there is one, else a random span) is cut out and
+    "When" (a year), "How many" (another number) or "What" goes in front."""
+    words = sentence.rstrip(".!?").split()
+    named = [
+        i
+        for i, w in enumerate(words)
+        if i > 0 and (w[:1].isupper() or w.strip("(),;:%").replace(".", "").isdigit())
+    ]
+    start = named[int(rng.integers(len(named)))] if named else int(rng.integers(len(words)))
+    length = 1 + int(rng.integers(3))
+    span = words[start : start + length]
+    core = span[0].strip("(),;:%")
+    if _YEAR.match(core):
+        wh = "When"
+    elif core.replace(".", "").isdigit():
+        wh = "How many"
+    else:
+        wh = "What"
+    rest = words[:start] + words[start + length :]
+    return f"{wh} {' '.join(rest)}?"
 
 
 def split_sentences(text: str) -> list[str]:
