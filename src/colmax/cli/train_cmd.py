@@ -82,7 +82,8 @@ def train_command(
     teacher_scale: Annotated[float, typer.Option("--teacher-scale")] = 2.0,
     distill_weight: Annotated[float, typer.Option("--distill-weight", min=0.0)] = 1.0,
     mix: Annotated[
-        str, typer.Option("--mix", help="Passes per epoch: labeled=2,title=1,sentence=1")
+        str,
+        typer.Option("--mix", help="Passes per epoch per source: labeled, title, sentence, cloze."),
     ] = "labeled=2,title=1,sentence=1",
     max_unsupervised: Annotated[int | None, typer.Option("--max-unsupervised", min=1)] = None,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9)] = 0.15,
