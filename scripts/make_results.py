@@ -34,6 +34,7 @@ METHODS = [
     "bm25>colmax",
     "biencoder>colmax",
 ]
+COLMAX = ("colmax", "colmax-exact")
 FIRST = ("cranfield", "xquad-r/en", "scifact")  # small / headline sets first
 
 
@@ -178,6 +179,9 @@ def write_report(results: dict, out_dir: Path, md_path: Path) -> None:
         by_set.setdefault(row["dataset"], []).append(row)
     plots = _plots(by_set, out_dir)
     m = results.get("machine", {})
+    colmax_runs = [r for r in results.get("runs", {}).values() if r.get("method") in COLMAX]
+    used = {r.get("model") for r in colmax_runs if r.get("model")}
+    models = ", ".join(f"`{name}`" for name in sorted(used)) or "the bundled default"
     lines = [
         "# Retrieval results",
         "",
@@ -193,9 +197,11 @@ def write_report(results: dict, out_dir: Path, md_path: Path) -> None:
         "",
         "Methods:",
         "",
-        "- `colmax`: the colmax index (default model, exact MaxSim, `search_many`).",
-        "- `colmax-exact`: brute-force `maxsim_ragged` over the same stored vectors (same "
-        "ranking as `colmax` until the index compresses; a check, and the future baseline).",
+        f"Model of the colmax methods: {models}.",
+        "",
+        "- `colmax`: the compressed colmax index (nbits 2, default search parameters, "
+        "`search_many`); an index too small to train centroids on is searched exactly.",
+        "- `colmax-exact`: brute-force `maxsim_ragged` over the model's uncompressed vectors.",
         "- `bm25`: bm25s, k1=0.9, b=0.4, title+text, lower-cased Unicode words; Han/kana/Thai "
         "runs as character unigrams+bigrams; no stemming or stop words.",
         "- `biencoder`: all-MiniLM-L6-v2, mean pooling, cosine, 256 tokens.",
