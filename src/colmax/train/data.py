@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from colmax.errors import InputError
+from colmax.eval.data import doc_text
 from colmax.train.config import SOURCES
 
 #: how each source shows its mined negatives: the whole document or its text only
@@ -204,13 +205,12 @@ def cloze_pairs(docs: list[dict], limit: int | None, rng: np.random.Generator) -
         if not usable:
             continue
         pick = usable[int(rng.integers(len(usable)))]
-        full = f"{d['title']}\n{d['text']}" if d.get("title") else d["text"]
         out.append(
             Example(
                 f"cloze:{d['id']}:{pick}",
                 "cloze",
                 cloze_question(sentences[pick], rng),
-                full,
+                doc_text(d),  # the sentence stays in
                 d["id"],
                 (d["id"],),
             )

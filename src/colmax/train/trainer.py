@@ -241,10 +241,9 @@ class Trainer:
             if signum == signal.SIGINT and self._stop:
                 raise KeyboardInterrupt
             self._stop = True
-            print(
+            tqdm.write(
                 "stopping after this step, with a checkpoint (Ctrl-C again: stop now)",
                 file=sys.stderr,
-                flush=True,
             )
 
         handled = (signal.SIGTERM, signal.SIGINT)
