@@ -29,7 +29,7 @@ from colmax.train.data import (
     split_validation,
 )
 from colmax.train.prepare import Prepared, SourceData
-from colmax.train.student import build_student, fit_pca
+from colmax.train.student import anchor_backbone, build_student, fit_pca
 from colmax.train.trainer import LAST, Trainer
 
 # --------------------------------------------------------------------------- losses
@@ -83,6 +83,17 @@ def test_distillation_kl_hand_computed():
     got = losses.distillation_loss(student, target)
     assert got.item() == pytest.approx(expected, abs=1e-6)
     assert losses.distillation_loss(target, target).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_anchor_loss_hand_computed():
+    hidden = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [3.0, 0.0], [1.0, 1.0]]])
+    reference = torch.tensor([[[2.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [5.0, -7.0]]])
+    mask = torch.tensor([[True, True, True, False]])  # the last position does not count
+    # 1 - cos per counted position: same direction 0, orthogonal 1, opposite 2
+    assert losses.anchor_loss(hidden, reference, mask).item() == pytest.approx(1.0, abs=1e-6)
+    assert losses.anchor_loss(hidden, hidden, torch.ones(1, 4, dtype=torch.bool)).item() == (
+        pytest.approx(0.0, abs=1e-6)
+    )
 
 
 def test_own_scores_and_shape_check():
@@ -374,6 +385,37 @@ def test_a_few_steps_reduce_the_loss(tiny, tmp_path):
     assert train_rows and train_rows[-1]["tokens_per_s"] > 0 and "ce@8" in train_rows[-1]
 
 
+def token_state_gap(trainer: Trainer, reference: torch.nn.Module) -> float:
+    """Mean 1 - cos between the trained backbone's document token states and ``reference``'s."""
+    trainer.student.model.eval()
+    with torch.no_grad():
+        out = trainer.student.forward([d["text"] for d in TOY_DOCS], queries=False)
+        ref = reference(input_ids=out.input_ids, attention_mask=out.attention)[0]
+        return float(losses.anchor_loss(out.hidden, ref, out.mask))
+
+
+def test_the_feature_anchor_keeps_token_states_near_the_initial_backbone(tiny, tmp_path):
+    gaps = {}
+    for weight in (0.0, 50.0):
+        config = toy_config(tiny, max_steps=25, grad_accum=1, teacher="none", anchor_weight=weight)
+        checkpoint.seed_everything(config.seed)
+        student = build_student(config)
+        initial = anchor_backbone(config, student.model.state_dict())
+        assert not any(p.requires_grad for p in initial.parameters())
+        trainer = Trainer(
+            student, toy_prepared(False), config, tmp_path / str(weight), anchor=initial
+        )
+        assert (trainer.anchor is None) == (weight == 0)
+        before = fixed_loss(trainer)
+        trainer.fit()
+        assert fixed_loss(trainer) < before  # it still learns the task
+        gaps[weight] = token_state_gap(trainer, initial)
+        rows = [json.loads(line) for line in (tmp_path / str(weight) / "history.jsonl").open()]
+        assert ("anchor" in [r for r in rows if r["event"] == "train"][-1]) == (weight > 0)
+    assert gaps[0.0] > 0.01  # training without the anchor moves the states ...
+    assert gaps[50.0] < 0.5 * gaps[0.0]  # ... and the anchor holds them back
+
+
 def test_freezing_embeddings_and_lower_layers(tiny):
     model = build_student(toy_config(tiny, freeze_layers=1)).model
     backbone = model.backbone
@@ -543,7 +585,7 @@ def test_cli_train_end_to_end_with_the_minilm_teacher(tiny, tmp_path):
         "--mine-depth", "4", "--negatives", "2", "--batch-size", "4", "--max-steps", "4",
         "--eval-every", "2", "--pool-size", "5", "--val-fraction", "0.25", "--threads", "1",
         "--teacher", "fusion", "--teacher-weights", "maxsim=0.5,bm25=0.5",
-        "--mix", "labeled=1,title=1,sentence=1", "--precision", "fp32",
+        "--mix", "labeled=1,title=1,sentence=1", "--precision", "fp32", "--anchor-weight", "1",
     ]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -557,7 +599,9 @@ def test_cli_train_end_to_end_with_the_minilm_teacher(tiny, tmp_path):
 
     again = CliRunner().invoke(app, args)  # finished: resumes, does nothing, same model
     assert again.exit_code == 0, again.output
-    changed = CliRunner().invoke(app, [*args[:-2], "--precision", "bf16"])
+    history = [json.loads(line) for line in (run / "history.jsonl").open()]
+    assert any("anchor" in h for h in history if h["event"] == "train")
+    changed = CliRunner().invoke(app, [*args[:-4], "--precision", "bf16", *args[-2:]])
     assert changed.exit_code == 1 and "other settings" in changed.output
     export = CliRunner().invoke(app, [*args[:4], "--export", str(tmp_path / "shipped")])
     assert export.exit_code == 0 and (tmp_path / "shipped" / "1_Dense").is_dir()

@@ -81,6 +81,14 @@ def train_command(
     ] = "maxsim=1,bm25=1,biencoder=1",
     teacher_scale: Annotated[float, typer.Option("--teacher-scale")] = 2.0,
     distill_weight: Annotated[float, typer.Option("--distill-weight", min=0.0)] = 1.0,
+    anchor_weight: Annotated[
+        float,
+        typer.Option(
+            "--anchor-weight",
+            min=0.0,
+            help="Keep token states near the initial backbone's: weight of mean (1 - cos).",
+        ),
+    ] = 0.0,
     mix: Annotated[
         str,
         typer.Option("--mix", help="Passes per epoch per source: labeled, title, sentence, cloze."),
@@ -154,6 +162,7 @@ def train_command(
         teacher_weights=parse_mix(teacher_weights),
         teacher_scale=teacher_scale,
         distill_weight=distill_weight,
+        anchor_weight=anchor_weight,
         lr=lr,
         projection_lr=projection_lr,
         warmup=warmup,

@@ -41,6 +41,10 @@ class ColbertModel(nn.Module):
         float32 so that bfloat16 only perturbs the transformer's activations.
         """
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask)[0]
+        return self.project(hidden, dim)
+
+    def project(self, hidden: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+        """The backbone's ``[batch, seq, hidden]`` states -> unit vectors (float32)."""
         with torch.autocast("cpu", enabled=False):
             vectors = self.projection(hidden.float())
             if dim is not None and dim < vectors.shape[-1]:

@@ -68,6 +68,9 @@ class TrainConfig:
     )
     teacher_scale: float = 2.0  #: teacher logits = fused z-scores * scale
     distill_weight: float = 1.0  #: KL weight next to the contrastive loss (0 = off)
+    #: weight of the feature anchor: mean (1 - cos) between the backbone's token states and the
+    #: initial backbone's on the batch's tokens (keeps the base model's general skill; 0 = off)
+    anchor_weight: float = 0.0
     # optimisation
     lr: float = 3e-5
     projection_lr: float = 3e-4
@@ -115,6 +118,7 @@ class TrainConfig:
         _check(self.document_length >= 8, "document_length must be >= 8")
         _check(self.export_document_length >= 8, "export_document_length must be >= 8")
         _check(self.freeze_layers >= 0, "freeze_layers must be >= 0")
+        _check(self.anchor_weight >= 0, "anchor_weight must be >= 0 (0 = no feature anchor)")
         _check(0.0 <= self.attention_dropout < 1.0, "attention_dropout must be in [0, 1)")
         bad_miners = sorted(set(self.mining) - set(MINERS))
         _check(not bad_miners, f"unknown mining methods {bad_miners}; choose from {MINERS}")

@@ -10,7 +10,11 @@ Scores come as ``[n_queries, n_docs]`` where query ``i``'s own documents are the
   the softmax over the two scores, i.e. ``softplus(s_neg - s_pos)``, averaged over pairs;
 * ``hinge``: the margin form, ``max(0, margin - s_pos + s_neg)`` averaged over pairs;
 * :func:`distillation_loss`: KL(teacher || student) between softmaxes over a query's own
-  candidates, the teacher's logits given.
+  candidates, the teacher's logits given;
+* :func:`anchor_loss`: a feature anchor, mean ``1 - cos`` between the student backbone's token
+  states and a frozen reference's (the backbone before training) on the same tokens. It keeps
+  what the base model knows outside the training domain (function-space, unlike freezing
+  layers or interpolating weights).
 """
 
 from __future__ import annotations
@@ -83,3 +87,10 @@ def own_scores(scores: torch.Tensor, group: int) -> torch.Tensor:
     """``[n_queries, group]``: each query's scores for its own documents (positive first)."""
     n_q = scores.shape[0]
     return scores.reshape(n_q, n_q, group)[torch.arange(n_q), torch.arange(n_q)]
+
+
+def anchor_loss(hidden: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean ``1 - cos(hidden, reference)`` over the ``[n, len]`` positions where ``mask``."""
+    cos = F.cosine_similarity(hidden.float(), reference.float(), dim=-1)
+    weight = mask.float()
+    return ((1.0 - cos) * weight).sum() / weight.sum().clamp(min=1.0)

@@ -31,7 +31,7 @@ from colmax.train import checkpoint
 from colmax.train.config import TrainConfig, differences
 from colmax.train.prepare import prepare
 from colmax.train.shipping import export
-from colmax.train.student import build_student, initial_student
+from colmax.train.student import anchor_backbone, build_student, initial_student
 from colmax.train.trainer import INIT, LAST, Trainer
 from colmax.train.validate import Validator
 
@@ -82,7 +82,12 @@ def train(
             prepared.corpus,
             dims=config.dims,
         )
-        trainer = Trainer(student, prepared, config, run, validator=validator, bf16=bf16)
+        anchor = None
+        if config.anchor_weight > 0:
+            anchor = anchor_backbone(config, checkpoint.load(run / INIT)["model"])
+        trainer = Trainer(
+            student, prepared, config, run, validator=validator, bf16=bf16, anchor=anchor
+        )
         if state is not None:
             trainer.resume(state)
         trainer.fit(stop_at)

@@ -32,6 +32,18 @@ PCA_MAX_TOKENS = 400_000
 
 
 @dataclass
+class Encoded:
+    """A training batch through the student."""
+
+    vectors: torch.Tensor  #: ``[n, len, dim]`` unit vectors
+    mask: torch.Tensor  #: ``[n, len]`` true where a vector counts (MaxSim, losses)
+    tokens: int  #: real (unpadded) tokens
+    hidden: torch.Tensor  #: ``[n, len, hidden]`` the backbone's states (for the feature anchor)
+    input_ids: torch.Tensor
+    attention: torch.Tensor
+
+
+@dataclass
 class Student:
     model: ColbertModel
     tokenizer: Any
@@ -40,8 +52,8 @@ class Student:
     identity: ModelIdentity
     base: str  # where the backbone came from
 
-    def forward(self, texts: list[str], *, queries: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """``([n, len, dim] unit vectors, [n, len] mask of vectors that count, tokens)``.
+    def forward(self, texts: list[str], *, queries: bool) -> Encoded:
+        """Encode a batch for training (see :class:`Encoded`).
 
         Queries keep every position they have (with expansion, all ``query_length``);
         documents drop padding and skiplist (punctuation) positions, as at inference.
@@ -49,12 +61,14 @@ class Student:
         fn = tok.tokenize_queries if queries else tok.tokenize_documents
         batch = fn(self.tokenizer, texts, self.config, self.ids)
         ids, attention = _pad(batch.input_ids, batch.attend, self.ids.pad)
-        vectors = self.model(ids, attention)
+        hidden = self.model.backbone(input_ids=ids, attention_mask=attention)[0]
+        vectors = self.model.project(hidden)
         mask = torch.zeros(ids.shape, dtype=torch.bool)
         for row, seq in enumerate(batch.input_ids):
             keep = np.ones(len(seq), bool) if queries else tok.keep_mask(seq, self.ids)
             mask[row, : len(seq)] = torch.from_numpy(keep)
-        return vectors, mask, sum(len(s) for s in batch.input_ids)
+        tokens = sum(len(s) for s in batch.input_ids)
+        return Encoded(vectors, mask, tokens, hidden, ids, attention)
 
     def encoder(
         self,
@@ -115,6 +129,16 @@ def build_student(
     freeze(model, embeddings=config.freeze_embeddings, layers=config.freeze_layers)
     set_attention_dropout(model, config.attention_dropout)
     return Student(model, ckpt.tokenizer, enc_config, ids, identity, str(source))
+
+
+def anchor_backbone(config: TrainConfig, init_state: dict[str, torch.Tensor]) -> nn.Module:
+    """A frozen copy of the backbone as it was before step 1 (``init_state``): the reference
+    the feature anchor (``anchor_weight``) keeps the student's token states close to."""
+    backbone = build_student(config, state=init_state).model.backbone
+    backbone.eval()
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    return backbone
 
 
 def initial_student(

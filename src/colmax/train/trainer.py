@@ -28,7 +28,7 @@ from colmax.train import checkpoint, losses
 from colmax.train.config import TrainConfig
 from colmax.train.data import NEGATIVE_VARIANT, BatchPlan, MicroBatch, sample_negatives
 from colmax.train.prepare import Prepared
-from colmax.train.student import Student
+from colmax.train.student import Encoded, Student
 from colmax.train.teacher import fuse, teacher_weights
 from colmax.train.validate import Validator
 
@@ -58,8 +58,10 @@ class Trainer:
         *,
         validator: Validator | None = None,
         bf16: bool = False,
+        anchor: torch.nn.Module | None = None,
     ) -> None:
         self.student = student
+        self.anchor = anchor if config.anchor_weight > 0 else None
         self.prepared = prepared
         self.config = config
         self.run_dir = Path(run_dir)
@@ -128,8 +130,9 @@ class Trainer:
                 docs.append(corpus.text(data.negatives[row][j], variant))
         exclude = self._known_mask(batch, doc_ids, group)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            q, q_mask, q_tokens = self.student.forward(queries, queries=True)
-            d, d_mask, d_tokens = self.student.forward(docs, queries=False)
+            q_out = self.student.forward(queries, queries=True)
+            d_out = self.student.forward(docs, queries=False)
+        q, q_mask, d, d_mask = q_out.vectors, q_out.mask, d_out.vectors, d_out.mask
         teacher = None
         if cfg.distill:
             cols = np.array([[0, *(1 + j for j in pick)] for pick in picks])
@@ -157,7 +160,18 @@ class Trainer:
                 kl = losses.distillation_loss(own, teacher, cfg.temperature)
                 total = total + cfg.distill_weight * kl
                 parts[f"kl@{dim}"] = float(kl.detach())
-        return total, parts, q_tokens + d_tokens
+        if self.anchor is not None:
+            gap = (self._anchor_gap(q_out) + self._anchor_gap(d_out)) / 2
+            total = total + cfg.anchor_weight * gap
+            parts["anchor"] = float(gap.detach())
+        return total, parts, q_out.tokens + d_out.tokens
+
+    def _anchor_gap(self, out: Encoded) -> torch.Tensor:
+        """How far the student's token states moved from the initial backbone's."""
+        assert self.anchor is not None
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            reference = self.anchor(input_ids=out.input_ids, attention_mask=out.attention)[0]
+        return losses.anchor_loss(out.hidden, reference, out.mask)
 
     def _known_mask(self, batch: MicroBatch, doc_ids: list[str], group: int) -> torch.Tensor:
         """True where a batch document is a known positive of a query but not its target."""
