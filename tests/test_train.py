@@ -427,6 +427,23 @@ def test_freezing_embeddings_and_lower_layers(tiny):
         build_student(toy_config(tiny, freeze_layers=5))
 
 
+def test_hidden_dropout_zero_makes_training_forward_passes_deterministic(tiny):
+    texts = [d["text"] for d in TOY_DOCS]
+
+    def two_train_mode_passes(**overrides) -> tuple[torch.Tensor, torch.Tensor]:
+        student = build_student(toy_config(tiny, **overrides))
+        student.model.train()
+        with torch.no_grad():
+            return tuple(student.forward(texts, queries=False).hidden for _ in range(2))
+
+    first, second = two_train_mode_passes()  # the checkpoint's hidden dropout is on
+    assert not torch.equal(first, second)
+    first, second = two_train_mode_passes(hidden_dropout=0.0)
+    assert torch.equal(first, second)
+    with pytest.raises(InputError, match="hidden_dropout"):
+        toy_config(tiny, hidden_dropout=1.0).validate()
+
+
 def test_resume_gives_the_same_model_as_an_uninterrupted_run(tiny, tmp_path):
     straight = fresh_trainer(tiny, tmp_path / "a")
     straight.fit()

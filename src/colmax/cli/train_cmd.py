@@ -110,6 +110,14 @@ def train_command(
     ),
     freeze_layers: Annotated[int, typer.Option("--freeze-layers", min=0)] = 0,
     attention_dropout: Annotated[float, typer.Option("--attention-dropout", min=0.0)] = 0.0,
+    hidden_dropout: Annotated[
+        float | None,
+        typer.Option(
+            "--hidden-dropout",
+            min=0.0,
+            help="Dropout outside attention probabilities (default: the checkpoint's, 0.1).",
+        ),
+    ] = None,
     train_embeddings: Annotated[
         bool, typer.Option("--train-embeddings", help="Also train the word embeddings.")
     ] = False,
@@ -152,6 +160,7 @@ def train_command(
         freeze_embeddings=not train_embeddings,
         freeze_layers=freeze_layers,
         attention_dropout=attention_dropout,
+        hidden_dropout=hidden_dropout,
         mining=tuple(m.strip() for m in mining.split(",") if m.strip()),
         mine_depth=mine_depth,
         negatives=negatives,

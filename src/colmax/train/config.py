@@ -51,6 +51,10 @@ class TrainConfig:
     #: dropout on attention probabilities while training; 0 lets torch use its fused CPU
     #: attention kernel (a step takes about half the time of one with BERT's default 0.1)
     attention_dropout: float = 0.0
+    #: dropout everywhere else in the backbone (embeddings, attention output, feed-forward);
+    #: None keeps the checkpoint's (0.1 for MiniLM). 0 makes the feature anchor measure drift
+    #: only, not dropout noise
+    hidden_dropout: float | None = None
     # negatives
     mining: tuple[str, ...] = ("bm25", "biencoder")
     mine_depth: int = 30  #: mined candidates kept per query (known positives skipped)
@@ -120,6 +124,10 @@ class TrainConfig:
         _check(self.freeze_layers >= 0, "freeze_layers must be >= 0")
         _check(self.anchor_weight >= 0, "anchor_weight must be >= 0 (0 = no feature anchor)")
         _check(0.0 <= self.attention_dropout < 1.0, "attention_dropout must be in [0, 1)")
+        _check(
+            self.hidden_dropout is None or 0.0 <= self.hidden_dropout < 1.0,
+            "hidden_dropout must be in [0, 1) (or None to keep the checkpoint's)",
+        )
         bad_miners = sorted(set(self.mining) - set(MINERS))
         _check(not bad_miners, f"unknown mining methods {bad_miners}; choose from {MINERS}")
         _check(len(self.mining) > 0, "mining needs at least one of bm25, biencoder")

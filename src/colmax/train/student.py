@@ -127,7 +127,7 @@ def build_student(
             )
         model = ColbertModel(ckpt.backbone, ckpt.projection_weight, ckpt.projection_bias)
     freeze(model, embeddings=config.freeze_embeddings, layers=config.freeze_layers)
-    set_attention_dropout(model, config.attention_dropout)
+    set_dropout(model, attention=config.attention_dropout, hidden=config.hidden_dropout)
     return Student(model, ckpt.tokenizer, enc_config, ids, identity, str(source))
 
 
@@ -224,14 +224,20 @@ def freeze(model: ColbertModel, *, embeddings: bool, layers: int) -> None:
             p.requires_grad_(False)
 
 
-def set_attention_dropout(model: nn.Module, p: float) -> int:
-    """Set the dropout on attention probabilities (BERT-like ``attention.self.dropout``)."""
-    changed = 0
+def set_dropout(model: nn.Module, *, attention: float, hidden: float | None) -> tuple[int, int]:
+    """Set the dropout on attention probabilities (BERT-like ``attention.self.dropout``) and,
+    unless ``hidden`` is None, on every other dropout layer; return how many of each changed."""
+    n_attention = n_hidden = 0
     for name, module in model.named_modules():
-        if isinstance(module, nn.Dropout) and name.endswith("attention.self.dropout"):
-            module.p = p
-            changed += 1
-    return changed
+        if not isinstance(module, nn.Dropout):
+            continue
+        if name.endswith("attention.self.dropout"):
+            module.p = attention
+            n_attention += 1
+        elif hidden is not None:
+            module.p = hidden
+            n_hidden += 1
+    return n_attention, n_hidden
 
 
 def corpus_sample(texts: list[str], n: int, seed: int) -> list[str]:
