@@ -84,7 +84,7 @@ def train(
         )
         anchor = None
         if config.anchor_weight > 0:
-            anchor = anchor_backbone(config, checkpoint.load(run / INIT)["model"])
+            anchor = anchor_backbone(student.model, checkpoint.load(run / INIT)["model"])
         trainer = Trainer(
             student, prepared, config, run, validator=validator, bf16=bf16, anchor=anchor
         )

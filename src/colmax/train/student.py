@@ -10,6 +10,7 @@ reconstructions of their size, and the untrained model's MaxSim is already close
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -131,10 +132,13 @@ def build_student(
     return Student(model, ckpt.tokenizer, enc_config, ids, identity, str(source))
 
 
-def anchor_backbone(config: TrainConfig, init_state: dict[str, torch.Tensor]) -> nn.Module:
-    """A frozen copy of the backbone as it was before step 1 (``init_state``): the reference
-    the feature anchor (``anchor_weight``) keeps the student's token states close to."""
-    backbone = build_student(config, state=init_state).model.backbone
+def anchor_backbone(model: ColbertModel, init_state: dict[str, torch.Tensor]) -> nn.Module:
+    """A frozen copy of ``model``'s backbone with the weights it had before step 1
+    (``init_state``): the reference the feature anchor (``anchor_weight``) keeps the student's
+    token states close to."""
+    reference = copy.deepcopy(model)
+    reference.load_state_dict(init_state)
+    backbone = reference.backbone
     backbone.eval()
     for p in backbone.parameters():
         p.requires_grad_(False)
@@ -224,20 +228,16 @@ def freeze(model: ColbertModel, *, embeddings: bool, layers: int) -> None:
             p.requires_grad_(False)
 
 
-def set_dropout(model: nn.Module, *, attention: float, hidden: float | None) -> tuple[int, int]:
+def set_dropout(model: nn.Module, *, attention: float, hidden: float | None) -> None:
     """Set the dropout on attention probabilities (BERT-like ``attention.self.dropout``) and,
-    unless ``hidden`` is None, on every other dropout layer; return how many of each changed."""
-    n_attention = n_hidden = 0
+    unless ``hidden`` is None, on every other dropout layer."""
     for name, module in model.named_modules():
         if not isinstance(module, nn.Dropout):
             continue
         if name.endswith("attention.self.dropout"):
             module.p = attention
-            n_attention += 1
         elif hidden is not None:
             module.p = hidden
-            n_hidden += 1
-    return n_attention, n_hidden
 
 
 def corpus_sample(texts: list[str], n: int, seed: int) -> list[str]:
