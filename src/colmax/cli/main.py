@@ -16,7 +16,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from colmax import __version__
-from colmax.cli import eval_cmd, maintain_cmd, render, train_cmd
+from colmax.cli import eval_cmd, manage_cmd, render, train_cmd
+from colmax.cli.options import IndexDir, JsonOpt, ModelOpt
 from colmax.cli.render import err, out, plural
 
 app = typer.Typer(
@@ -29,15 +30,6 @@ app = typer.Typer(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-IndexDir = Annotated[
-    Path, typer.Option("--index", "-i", help="The index folder.", show_default=False)
-]
-ModelOpt = Annotated[
-    str | None,
-    typer.Option("--model", "-m", help="A bundled model name or a local checkpoint folder."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
 
 def handle_errors(func: F) -> F:
@@ -298,108 +290,15 @@ def encode_command(
     )
 
 
-# --------------------------------------------------------------------------- info, get, delete
-
-
-@app.command("info")
-@handle_errors
-def info_command(
-    index: Annotated[
-        Path | None, typer.Option("--index", "-i", help="Describe this index.")
-    ] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Describe an index, or (without --index) this colmax install."""
-    if index is not None:
-        from colmax.index import Index
-
-        with Index.open(index, readonly=True) as idx:
-            data = idx.info()
-    else:
-        data = _install_info()
-    if as_json:
-        render.print_json(data)
-    else:
-        title = f"index {index}" if index is not None else f"colmax {__version__}"
-        out.print(render.key_value_table(data, title=title))
-
-
-def _install_info() -> dict[str, Any]:
-    import platform
-
-    import torch
-
-    from colmax.encoder.checkpoints import DEFAULT_MODEL, bundled_models
-    from colmax.encoder.encoder import cpu_has_fast_bf16, default_threads
-
-    try:
-        capability = torch.backends.cpu.get_cpu_capability()
-    except Exception:  # pragma: no cover - very old torch
-        capability = "unknown"
-    return {
-        "colmax": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "default_model": DEFAULT_MODEL,
-        "bundled_models": bundled_models(),
-        "encode_threads": default_threads(),
-        "cpu_capability": capability,
-        "bf16": cpu_has_fast_bf16(),
-    }
-
-
-@app.command("get")
-@handle_errors
-def get_command(
-    doc_id: Annotated[str, typer.Argument(metavar="ID", help="The document id.")],
-    index: IndexDir,
-    as_json: JsonOpt = False,
-) -> None:
-    """Show one stored document."""
-    from colmax.errors import UnknownIdError
-    from colmax.index import Index
-
-    with Index.open(index, readonly=True) as idx:
-        doc = idx.get(doc_id)
-    if doc is None:
-        raise UnknownIdError(f"no document with id {doc_id!r} in {index}")
-    data = {"id": doc.id, "title": doc.title, "text": doc.text, "metadata": doc.metadata}
-    if as_json:
-        render.print_json(data)
-        return
-    out.print(f"[bold cyan]{_escape(doc.id)}[/]" + (f"  {_escape(doc.title)}" if doc.title else ""))
-    if doc.metadata:
-        out.print(render.key_value_table(doc.metadata))
-    out.print(doc.text, markup=False)
-
-
-@app.command("delete")
-@handle_errors
-def delete_command(
-    ids: Annotated[list[str], typer.Argument(metavar="IDS...", help="Document ids to delete.")],
-    index: IndexDir,
-) -> None:
-    """Delete documents by id (all or nothing: an unknown id deletes none)."""
-    from colmax.index import Index
-
-    with Index.open(index) as idx:
-        deleted = idx.delete(ids)
-        size = len(idx)
-    out.print(f"deleted {plural(deleted, 'document')}; {index} holds {plural(size, 'document')}")
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
-
-
-# --------------------------------------------------------------------------- eval
+# --------------------------------------------------------------------------- commands in modules
 
 app.command("eval")(handle_errors(eval_cmd.eval_command))
 app.command("train")(handle_errors(train_cmd.train_command))
-app.command("compact")(handle_errors(maintain_cmd.compact_command))
-app.command("optimize")(handle_errors(maintain_cmd.optimize_command))
+app.command("info")(handle_errors(manage_cmd.info_command))
+app.command("get")(handle_errors(manage_cmd.get_command))
+app.command("delete")(handle_errors(manage_cmd.delete_command))
+app.command("compact")(handle_errors(manage_cmd.compact_command))
+app.command("optimize")(handle_errors(manage_cmd.optimize_command))
 
 
 # --------------------------------------------------------------------------- demo

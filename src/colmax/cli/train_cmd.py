@@ -89,6 +89,14 @@ def train_command(
             help="Keep token states near the initial backbone's: weight of mean (1 - cos).",
         ),
     ] = 0.0,
+    anchor_text: Annotated[
+        str,
+        typer.Option(
+            "--anchor-text",
+            help="What the anchor is measured on: batch (the training batch) or stdlib "
+            "(standard-library docstrings: general text outside the training data).",
+        ),
+    ] = "batch",
     mix: Annotated[
         str,
         typer.Option("--mix", help="Passes per epoch per source: labeled, title, sentence, cloze."),
@@ -172,6 +180,7 @@ def train_command(
         teacher_scale=teacher_scale,
         distill_weight=distill_weight,
         anchor_weight=anchor_weight,
+        anchor_text=anchor_text,
         lr=lr,
         projection_lr=projection_lr,
         warmup=warmup,
