@@ -1,6 +1,7 @@
-"""colmax.train: mining and teacher helpers, the batch
-plan, a few optimizer steps on a toy set, exact resume, export round trip (tiny random
-checkpoints from checkpoint_factory), and one end-to-end run with the real MiniLM teacher."""
+"""colmax.train on a toy set: a few optimizer steps reduce the loss, the feature anchor,
+freezing and dropout, exact resume, Ctrl-C, export round trip and interpolation (tiny random
+checkpoints from checkpoint_factory), and one end-to-end CLI run with the real MiniLM teacher.
+Data-side tests are in test_train_data.py, loss values in test_train_losses.py."""
 
 from __future__ import annotations
 
@@ -11,217 +12,16 @@ import numpy as np
 import pytest
 import torch
 from checkpoint_factory import make_pylate
+from toy_data import TOY_DOCS, TOY_QUERIES, write_beir
 
+from colmax.demo import stdlib_corpus
 from colmax.errors import InputError
-from colmax.train import checkpoint, losses, mining, teacher
-from colmax.train.config import TrainConfig, differences, parse_mix
-from colmax.train.data import (
-    BatchPlan,
-    Corpus,
-    Example,
-    cloze_pairs,
-    cloze_question,
-    load_train_data,
-    sample_negatives,
-    sentence_pairs,
-    split_sentences,
-    split_validation,
-)
+from colmax.train import checkpoint, losses
+from colmax.train.config import TrainConfig
+from colmax.train.data import Corpus, Example
 from colmax.train.prepare import Prepared, SourceData
-from colmax.train.student import anchor_backbone, build_student, fit_pca
+from colmax.train.student import anchor_backbone, build_student
 from colmax.train.trainer import LAST, Trainer
-
-# --------------------------------------------------------------------------- teacher, mining
-
-
-def test_teacher_zscore_fusion():
-    comps = {
-        "maxsim": np.array([[3.0, 1.0, 2.0, np.nan]]),
-        "bm25": np.array([[10.0, 30.0, 20.0, np.nan]]),
-        "biencoder": np.zeros((1, 4)),
-    }
-    z = teacher.zscore(comps["maxsim"])
-    assert np.allclose(z[0, :3], [1.2247449, -1.2247449, 0.0]) and np.isnan(z[0, 3])
-    fused = teacher.fuse(comps, {"maxsim": 1.0, "bm25": 1.0})
-    assert np.allclose(fused[0, :3], 0.0)
-    assert teacher.teacher_weights("maxsim", {}) == {"maxsim": 1.0}
-    with pytest.raises(InputError):
-        teacher.teacher_weights("fusion", {"bm25": 0.0})
-
-
-def test_bm25_scorer_matches_bm25s():
-    import bm25s
-
-    from colmax.eval.tokenize_text import tokenize, tokenize_many
-
-    texts = [d["text"] for d in TOY_DOCS]
-    scorer = teacher.Bm25Scorer(texts)
-    model = bm25s.BM25(k1=0.9, b=0.4)
-    model.index(tokenize_many(texts), show_progress=False)
-    query = "volcano lava eruption"
-    want = model.get_scores([w for w in tokenize(query) if w in model.vocab_dict])
-    assert np.allclose(scorer.score(query, texts), want, atol=1e-4)
-
-
-def test_merge_interleaves_dedupes_and_skips_positives():
-    assert mining.merge([[5, 1, 2], [1, 7, 3]], skip={2}, depth=4) == [5, 1, 7, 3]
-    assert mining.rrf_pool([[1, 2], [2, 3]], 2) == [2, 1]
-
-
-# --------------------------------------------------------------------------- data
-
-TOY_DOCS = [
-    {
-        "id": "d0",
-        "title": "Volcanoes",
-        "text": "Lava erupts from a volcano in bursts. Ash clouds follow the eruption for days.",
-    },
-    {
-        "id": "d1",
-        "title": "Cats",
-        "text": "Cats purr and hunt mice at night. They sleep in warm barns all day.",
-    },
-    {
-        "id": "d2",
-        "title": "Bread",
-        "text": "Bake bread with flour, water and yeast. Knead the dough for ten minutes.",
-    },
-    {
-        "id": "d3",
-        "title": "Tides",
-        "text": "The moon's gravity pulls the ocean into tides. Two high tides come each day.",
-    },
-    {
-        "id": "d4",
-        "title": "Rust",
-        "text": "Rust is a language focused on memory safety. Its compiler checks every borrow.",
-    },
-    {
-        "id": "d5",
-        "title": "Bees",
-        "text": "Bees make honey from flower nectar in hives. A queen lays all of the eggs.",
-    },
-    {
-        "id": "d6",
-        "title": "Snow",
-        "text": "Snow forms when water vapour freezes in clouds. Each flake has six arms.",
-    },
-    {
-        "id": "d7",
-        "title": "Chess",
-        "text": "Chess players move kings, queens and pawns. A game ends in checkmate or a draw.",
-    },
-]
-TOY_QUERIES = [
-    ("q0", "lava from a volcano", "d0"),
-    ("q1", "cats hunting mice", "d1"),
-    ("q2", "baking bread with yeast", "d2"),
-    ("q3", "moon gravity and tides", "d3"),
-    ("q4", "memory safe language", "d4"),
-    ("q5", "honey made by bees", "d5"),
-    ("q6", "how snow forms", "d6"),
-    ("q7", "chess pieces kings queens", "d7"),
-]
-
-
-def test_split_validation_is_seeded_and_disjoint():
-    ids = [f"q{i}" for i in range(100)]
-    train, val = split_validation(ids, 0.15, seed=3)
-    assert len(val) == 15 and not set(train) & set(val) and len(train) + len(val) == 100
-    assert split_validation(ids, 0.15, seed=3) == (train, val)
-    assert split_validation(ids, 0.15, seed=4)[1] != val
-
-
-def test_sentence_pairs_cut_the_sentence_out():
-    assert split_sentences("One two. Three four! 5 six? seven") == [
-        "One two.",
-        "Three four!",
-        "5 six? seven",
-    ]
-    doc = {
-        "id": "x",
-        "title": "T",
-        "text": "The first sentence has several words in it. The second one also has words.",
-    }
-    (pair,) = sentence_pairs([doc], None, np.random.default_rng(0))
-    assert pair.query not in pair.positive and pair.positive.startswith("T\n")
-    assert pair.known == ("x",) and pair.doc_id == "x"
-
-
-def test_cloze_pairs_ask_about_a_sentence_the_document_keeps():
-    text = "Short one. In 1998 the Boston team measured 42 samples of river water carefully."
-    doc = {"id": "x", "title": "T", "text": text}
-    (pair,) = cloze_pairs([doc], None, np.random.default_rng(0))
-    assert pair.positive == f"T\n{text}" and pair.known == ("x",) and pair.source == "cloze"
-    assert pair.query.endswith("?")
-    wh, _, rest = pair.query[:-1].partition(" ")
-    if wh == "How":
-        rest = rest.removeprefix("many ")
-    words = text.split(". ", 1)[1].rstrip(".").split()
-    kept = rest.split()
-    assert 8 - 3 <= len(kept) < len(words) and set(kept) <= set(words)  # a 1-3 word span cut
-    # the span is a capitalised word or a number after the first word, and the question word
-    # follows it
-    for seed in range(30):
-        question = cloze_question(
-            "In 1998 the team measured many samples", np.random.default_rng(seed)
-        )
-        assert question.startswith("When ") and "1998" not in question
-        question = cloze_question(
-            "The team measured 42 samples of water", np.random.default_rng(seed)
-        )
-        assert question.startswith("How many ") and "42" not in question
-
-
-def test_adding_the_cloze_source_leaves_the_other_sources_unchanged(tmp_path):
-    folder = write_beir(tmp_path / "beir")
-    without = load_train_data(folder, mix={"labeled": 1, "sentence": 1}, val_fraction=0)
-    with_cloze = load_train_data(
-        folder, mix={"labeled": 1, "sentence": 1, "cloze": 1}, val_fraction=0
-    )
-    assert with_cloze.examples["sentence"] == without.examples["sentence"]
-    assert with_cloze.examples["cloze"]
-
-
-def test_batch_plan_is_a_pure_function_of_seed_and_epoch():
-    plan = BatchPlan({"labeled": 10, "title": 6}, {"labeled": 2.0, "title": 0.5}, 4, seed=1)
-    epoch = plan.epoch(0)
-    counts = {"labeled": 0, "title": 0}
-    for b in epoch:
-        counts[b.source] += len(b.rows)
-    assert counts == {"labeled": 20, "title": 3}
-    again = BatchPlan({"labeled": 10, "title": 6}, {"labeled": 2.0, "title": 0.5}, 4, seed=1)
-    assert again.epoch(0) == epoch and again.epoch(1) != epoch
-    batch, nxt = plan.at((0, len(epoch)))  # past the end: next epoch
-    assert batch.epoch == 1 and nxt == (1, 1)
-    picks = sample_negatives([["a", "b", "c"]] * 10, batch.rows, 2, 0, batch)
-    assert picks == sample_negatives([["a", "b", "c"]] * 10, batch.rows, 2, 0, batch)
-    assert all(len(set(p)) == 2 for p in picks)
-
-
-def test_config_rejects_bad_settings():
-    with pytest.raises(InputError, match="test"):
-        TrainConfig(split="test").validate()
-    with pytest.raises(InputError, match="Matryoshka"):
-        TrainConfig(dim=64, dims=(128, 64)).validate()
-    with pytest.raises(InputError, match="mix"):
-        TrainConfig(mix={"wiki": 1.0}).validate()
-    with pytest.raises(InputError, match="source=weight"):
-        parse_mix("labeled")
-    assert parse_mix("labeled=2, title=0.5") == {"labeled": 2.0, "title": 0.5}
-    a, b = TrainConfig(), TrainConfig(lr=1e-4, threads=1)
-    assert differences(a, b) == ["lr: 3e-05 -> 0.0001"]
-
-
-def test_fit_pca_orders_components_and_centres():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(500, 4)) * np.array([5.0, 2.0, 1.0, 0.1]) + 3.0
-    w, b = fit_pca(x.astype(np.float32), 2)
-    assert w.shape == (2, 4) and b.shape == (2,)
-    assert abs(w[0, 0]) > 0.99 and abs(w[1, 1]) > 0.99
-    projected = torch.from_numpy(x).float() @ w.T + b
-    assert projected.mean(0).abs().max() < 1e-3
-
 
 # --------------------------------------------------------------------------- training on a toy set
 
@@ -314,11 +114,14 @@ def test_a_few_steps_reduce_the_loss(tiny, tmp_path):
     assert train_rows and train_rows[-1]["tokens_per_s"] > 0 and "ce@8" in train_rows[-1]
 
 
-def token_state_gap(trainer: Trainer, reference: torch.nn.Module) -> float:
-    """Mean 1 - cos between the trained backbone's document token states and ``reference``'s."""
+def token_state_gap(
+    trainer: Trainer, reference: torch.nn.Module, texts: list[str] | None = None
+) -> float:
+    """Mean 1 - cos between the trained backbone's document token states and ``reference``'s
+    (on ``texts``, by default the toy documents)."""
     trainer.student.model.eval()
     with torch.no_grad():
-        out = trainer.student.forward([d["text"] for d in TOY_DOCS], queries=False)
+        out = trainer.student.forward(texts or [d["text"] for d in TOY_DOCS], queries=False)
         ref = reference(input_ids=out.input_ids, attention_mask=out.attention)[0]
         return float(losses.anchor_loss(out.hidden, ref, out.mask))
 
@@ -343,6 +146,36 @@ def test_the_feature_anchor_keeps_token_states_near_the_initial_backbone(tiny, t
         assert ("anchor" in [r for r in rows if r["event"] == "train"][-1]) == (weight > 0)
     assert gaps[0.0] > 0.01  # training without the anchor moves the states ...
     assert gaps[50.0] < 0.5 * gaps[0.0]  # ... and the anchor holds them back
+
+
+def test_the_anchor_on_general_text_holds_docstring_states(tiny, tmp_path):
+    docstrings = [d["text"] for d in stdlib_corpus(limit=64)]
+    gaps = {}
+    for weight in (0.0, 50.0):
+        config = toy_config(
+            tiny, max_steps=25, grad_accum=1, teacher="none", anchor_weight=weight,
+            anchor_text="stdlib",
+        )  # fmt: skip
+        checkpoint.seed_everything(config.seed)
+        student = build_student(config)
+        initial = anchor_backbone(student.model, student.model.state_dict())
+        trainer = Trainer(
+            student, toy_prepared(False), config, tmp_path / str(weight), anchor=initial
+        )
+        if weight:
+            assert len(trainer.anchor_texts) > 1000  # the whole docstring corpus
+            batch = trainer.plan.at((0, 0))[0]
+            first, again = trainer._general_batch(batch), trainer._general_batch(batch)
+            assert torch.equal(first[1].input_ids, again[1].input_ids)  # drawn by position
+            assert len(first[0].input_ids) == len(batch.rows)
+            _, parts, tokens = trainer.micro_batch(batch)
+            assert tokens > first[0].tokens + first[1].tokens and parts["anchor"] >= 0
+        before = fixed_loss(trainer)
+        trainer.fit()
+        assert fixed_loss(trainer) < before  # it still learns the toy task
+        gaps[weight] = token_state_gap(trainer, initial, docstrings)
+    assert gaps[0.0] > 0.01  # training on the toy set moves the states of general text ...
+    assert gaps[50.0] < 0.5 * gaps[0.0]  # ... and the anchor on docstrings holds them back
 
 
 def test_freezing_embeddings_and_lower_layers(tiny):
@@ -499,20 +332,6 @@ def test_interpolated_export_runs_from_step_zero_to_the_trained_weights(tiny, tm
 
 
 # --------------------------------------------------------------------------- end to end
-
-
-def write_beir(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    with (folder / "corpus.jsonl").open("w") as f:
-        for d in TOY_DOCS:
-            f.write(json.dumps({"_id": d["id"], "title": d["title"], "text": d["text"]}) + "\n")
-    with (folder / "queries.jsonl").open("w") as f:
-        for q, text, _ in TOY_QUERIES:
-            f.write(json.dumps({"_id": q, "text": text}) + "\n")
-    (folder / "qrels").mkdir()
-    rows = "".join(f"{q}\t{d}\t1\n" for q, _, d in TOY_QUERIES)
-    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + rows)
-    return folder
 
 
 @pytest.mark.slow

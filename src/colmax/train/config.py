@@ -20,6 +20,7 @@ TEACHERS = ("none", "maxsim", "bm25", "biencoder", "fusion")
 MINERS = ("bm25", "biencoder")
 PRECISIONS = ("auto", "fp32", "bf16")
 PROJECTION_INITS = ("pca", "keep")
+ANCHOR_TEXTS = ("batch", "stdlib")
 # Settings that may change between sittings of one run without changing its result.
 RUNTIME_KEYS = frozenset({"threads", "progress", "checkpoint_minutes", "cache_dir"})
 
@@ -75,6 +76,9 @@ class TrainConfig:
     #: weight of the feature anchor: mean (1 - cos) between the backbone's token states and the
     #: initial backbone's on the batch's tokens (keeps the base model's general skill; 0 = off)
     anchor_weight: float = 0.0
+    #: what the anchor is measured on: "batch" (the training batch's queries and documents) or
+    #: "stdlib" (standard-library docstrings, general text outside the training domain)
+    anchor_text: str = "batch"
     # optimisation
     lr: float = 3e-5
     projection_lr: float = 3e-4
@@ -123,6 +127,7 @@ class TrainConfig:
         _check(self.export_document_length >= 8, "export_document_length must be >= 8")
         _check(self.freeze_layers >= 0, "freeze_layers must be >= 0")
         _check(self.anchor_weight >= 0, "anchor_weight must be >= 0 (0 = no feature anchor)")
+        _check(self.anchor_text in ANCHOR_TEXTS, f"anchor_text: one of {', '.join(ANCHOR_TEXTS)}")
         _check(0.0 <= self.attention_dropout < 1.0, "attention_dropout must be in [0, 1)")
         _check(
             self.hidden_dropout is None or 0.0 <= self.hidden_dropout < 1.0,

@@ -26,7 +26,13 @@ from tqdm.auto import tqdm
 from colmax.maxsim import maxsim_padded
 from colmax.train import checkpoint, losses
 from colmax.train.config import TrainConfig
-from colmax.train.data import NEGATIVE_VARIANT, BatchPlan, MicroBatch, sample_negatives
+from colmax.train.data import (
+    NEGATIVE_VARIANT,
+    BatchPlan,
+    MicroBatch,
+    sample_negatives,
+    split_sentences,
+)
 from colmax.train.prepare import Prepared
 from colmax.train.student import Encoded, Student
 from colmax.train.teacher import fuse, teacher_weights
@@ -62,6 +68,11 @@ class Trainer:
     ) -> None:
         self.student = student
         self.anchor = anchor if config.anchor_weight > 0 else None
+        self.anchor_texts: list[str] = []
+        if self.anchor is not None and config.anchor_text == "stdlib":
+            from colmax.demo import stdlib_corpus
+
+            self.anchor_texts = [doc["text"] for doc in stdlib_corpus()]
         self.prepared = prepared
         self.config = config
         self.run_dir = Path(run_dir)
@@ -160,11 +171,29 @@ class Trainer:
                 kl = losses.distillation_loss(own, teacher, cfg.temperature)
                 total = total + cfg.distill_weight * kl
                 parts[f"kl@{dim}"] = float(kl.detach())
+        tokens = q_out.tokens + d_out.tokens
         if self.anchor is not None:
+            if self.anchor_texts:
+                q_out, d_out = self._general_batch(batch)
+                tokens += q_out.tokens + d_out.tokens
             gap = (self._anchor_gap(q_out) + self._anchor_gap(d_out)) / 2
             total = total + cfg.anchor_weight * gap
             parts["anchor"] = float(gap.detach())
-        return total, parts, q_out.tokens + d_out.tokens
+        return total, parts, tokens
+
+    def _general_batch(self, batch: MicroBatch) -> tuple[Encoded, Encoded]:
+        """General text for the anchor (``anchor_text="stdlib"``): ``batch_size`` docstrings,
+        drawn by the batch's position (a resumed run draws the same), each encoded as a document
+        and its first sentence as a query."""
+        rng = np.random.default_rng([self.config.seed, 4, batch.epoch, batch.index])
+        pick = rng.choice(len(self.anchor_texts), size=len(batch.rows), replace=False)
+        texts = [self.anchor_texts[i] for i in pick]
+        firsts = [split_sentences(text)[0] for text in texts]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            return (
+                self.student.forward(firsts, queries=True),
+                self.student.forward(texts, queries=False),
+            )
 
     def _anchor_gap(self, out: Encoded) -> torch.Tensor:
         """How far the student's token states moved from the initial backbone's."""
