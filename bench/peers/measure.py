@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 # ---------------------------------------------------------------------------- memory
@@ -141,3 +142,7 @@ def quality(results: dict[str, list], qrels: dict[str, dict[str, int]], k: int) 
         "note": "over the queries judged relevant in qrels.json (restricted to the documents "
         "searched when --limit-docs is used); computed by run_peer.py",
     }
+
+
+def log(msg: str) -> None:
+    print(f"[run_peer {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
