@@ -23,3 +23,6 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not here (../shared ships only beside the project's own checkout)")
     return path
+
+
+pytest_plugins = ("stored_index",)  # the stored-index fixtures of the storage tests

@@ -8,26 +8,17 @@ Documents carry random unit vectors (``vectors=``), so nothing is encoded; a sma
 from __future__ import annotations
 
 import random
-import sqlite3
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
-from bundled import DEFAULT_DIM
+from stored_index import files_on_disk, named_files, unit_vectors
 
 from colmax import Index
 from colmax.errors import InputError, UnknownIdError
 from colmax.index.searcher import SearchParams
 
-DIM = DEFAULT_DIM  # the bundled model's
 EXACT = SearchParams(nprobe=4096, candidates=8, rescore=True)  # all lists, then exact MaxSim
-
-
-def unit_vectors(seed: int, n_tokens: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    v = rng.standard_normal((n_tokens, DIM)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
 def doc(i: int, text: str = "") -> dict:
@@ -61,21 +52,6 @@ def assert_same_hits(after: dict[str, list], before: dict[str, list]) -> None:
     for name, hits in before.items():
         assert [h[0] for h in after[name]] == [h[0] for h in hits], name
         assert [h[1] for h in after[name]] == pytest.approx([h[1] for h in hits], abs=1e-5)
-
-
-def files_on_disk(path: Path) -> set[str]:
-    return {p.name for p in (path / "parts").iterdir()}
-
-
-def named_files(path: Path) -> set[str]:
-    """The part and codec files the committed state names (read from docs.sqlite)."""
-    conn = sqlite3.connect(f"file:{path / 'docs.sqlite'}?mode=ro", uri=True)
-    try:
-        parts = {f"{r[0]:06d}.part" for r in conn.execute("SELECT part_id FROM parts")}
-        codec = conn.execute("SELECT value FROM state WHERE key = 'codec'").fetchone()
-    finally:
-        conn.close()
-    return parts | ({f"{codec[0]:06d}.codec"} if codec else set())
 
 
 N = 40
