@@ -350,6 +350,7 @@ def test_cli_train_end_to_end_with_the_minilm_teacher(tiny, tmp_path):
         "--mine-depth", "4", "--negatives", "2", "--batch-size", "4", "--max-steps", "4",
         "--eval-every", "2", "--pool-size", "5", "--val-fraction", "0.25", "--threads", "1",
         "--teacher", "fusion", "--teacher-weights", "maxsim=0.5,bm25=0.5",
+        "--anchor-text", "stdlib",
         "--mix", "labeled=1,title=1,sentence=1", "--precision", "fp32", "--anchor-weight", "1",
     ]  # fmt: skip
     result = CliRunner().invoke(app, args)
@@ -366,6 +367,7 @@ def test_cli_train_end_to_end_with_the_minilm_teacher(tiny, tmp_path):
     assert again.exit_code == 0, again.output
     history = [json.loads(line) for line in (run / "history.jsonl").open()]
     assert any("anchor" in h for h in history if h["event"] == "train")
+    assert json.loads((run / "config.json").read_text())["anchor_text"] == "stdlib"
     changed = CliRunner().invoke(app, [*args[:-4], "--precision", "bf16", *args[-2:]])
     assert changed.exit_code == 1 and "other settings" in changed.output
     export = CliRunner().invoke(app, [*args[:4], "--export", str(tmp_path / "shipped")])
