@@ -77,7 +77,8 @@ class TrainConfig:
     #: initial backbone's on the batch's tokens (keeps the base model's general skill; 0 = off)
     anchor_weight: float = 0.0
     #: what the anchor is measured on: "batch" (the training batch's queries and documents) or
-    #: "stdlib" (standard-library docstrings, general text outside the training domain)
+    #: "stdlib" (standard-library docstrings, general text outside the training domain; they
+    #: differ a little between Python versions)
     anchor_text: str = "batch"
     # optimisation
     lr: float = 3e-5

@@ -173,10 +173,11 @@ class Trainer:
                 parts[f"kl@{dim}"] = float(kl.detach())
         tokens = q_out.tokens + d_out.tokens
         if self.anchor is not None:
+            anchored = (q_out, d_out)
             if self.anchor_texts:
-                q_out, d_out = self._general_batch(batch)
-                tokens += q_out.tokens + d_out.tokens
-            gap = (self._anchor_gap(q_out) + self._anchor_gap(d_out)) / 2
+                anchored = self._general_batch(batch)
+                tokens += anchored[0].tokens + anchored[1].tokens
+            gap = (self._anchor_gap(anchored[0]) + self._anchor_gap(anchored[1])) / 2
             total = total + cfg.anchor_weight * gap
             parts["anchor"] = float(gap.detach())
         return total, parts, tokens
