@@ -163,9 +163,11 @@ def test_the_anchor_on_general_text_holds_docstring_states(tiny, tmp_path):
             student, toy_prepared(False), config, tmp_path / str(weight), anchor=initial
         )
         if weight:
-            assert len(trainer.anchor_texts) > 1000  # the whole docstring corpus
+            assert trainer.anchor is not None
+            assert len(trainer.anchor.texts) > 1000  # the whole docstring corpus
             batch = trainer.plan.at((0, 0))[0]
-            first, again = trainer._general_batch(batch), trainer._general_batch(batch)
+            draw = trainer.anchor.general_batch
+            first, again = draw(trainer.student, batch), draw(trainer.student, batch)
             assert torch.equal(first[1].input_ids, again[1].input_ids)  # drawn by position
             assert len(first[0].input_ids) == len(batch.rows)
             _, parts, tokens = trainer.micro_batch(batch)

@@ -39,8 +39,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-# engines/, measure.py, peer_input.py and phase.py sit next to this file; the measured phases re-run this
-# file in child processes, which find them the same way
+# engines/, measure.py, peer_input.py and phase.py sit next to this file; the measured phases
+# re-run this file in child processes, which find them the same way
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))

@@ -25,16 +25,11 @@ from tqdm.auto import tqdm
 
 from colmax.maxsim import maxsim_padded
 from colmax.train import checkpoint, losses
+from colmax.train.anchor import FeatureAnchor
 from colmax.train.config import TrainConfig
-from colmax.train.data import (
-    NEGATIVE_VARIANT,
-    BatchPlan,
-    MicroBatch,
-    sample_negatives,
-    split_sentences,
-)
+from colmax.train.data import NEGATIVE_VARIANT, BatchPlan, MicroBatch, sample_negatives
 from colmax.train.prepare import Prepared
-from colmax.train.student import Encoded, Student
+from colmax.train.student import Student
 from colmax.train.teacher import fuse, teacher_weights
 from colmax.train.validate import Validator
 
@@ -67,12 +62,9 @@ class Trainer:
         anchor: torch.nn.Module | None = None,
     ) -> None:
         self.student = student
-        self.anchor = anchor if config.anchor_weight > 0 else None
-        self.anchor_texts: list[str] = []
-        if self.anchor is not None and config.anchor_text == "stdlib":
-            from colmax.demo import stdlib_corpus
-
-            self.anchor_texts = [doc["text"] for doc in stdlib_corpus()]
+        self.anchor = None
+        if anchor is not None and config.anchor_weight > 0:
+            self.anchor = FeatureAnchor.for_config(anchor, config.anchor_text, config.seed, bf16)
         self.prepared = prepared
         self.config = config
         self.run_dir = Path(run_dir)
@@ -173,35 +165,11 @@ class Trainer:
                 parts[f"kl@{dim}"] = float(kl.detach())
         tokens = q_out.tokens + d_out.tokens
         if self.anchor is not None:
-            anchored = (q_out, d_out)
-            if self.anchor_texts:
-                anchored = self._general_batch(batch)
-                tokens += anchored[0].tokens + anchored[1].tokens
-            gap = (self._anchor_gap(anchored[0]) + self._anchor_gap(anchored[1])) / 2
+            gap, extra = self.anchor.gap(self.student, batch, (q_out, d_out))
+            tokens += extra
             total = total + cfg.anchor_weight * gap
             parts["anchor"] = float(gap.detach())
         return total, parts, tokens
-
-    def _general_batch(self, batch: MicroBatch) -> tuple[Encoded, Encoded]:
-        """General text for the anchor (``anchor_text="stdlib"``): ``batch_size`` docstrings,
-        drawn by the batch's position (a resumed run draws the same), each encoded as a document
-        and its first sentence as a query."""
-        rng = np.random.default_rng([self.config.seed, 4, batch.epoch, batch.index])
-        pick = rng.choice(len(self.anchor_texts), size=len(batch.rows), replace=False)
-        texts = [self.anchor_texts[i] for i in pick]
-        firsts = [split_sentences(text)[0] for text in texts]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            return (
-                self.student.forward(firsts, queries=True),
-                self.student.forward(texts, queries=False),
-            )
-
-    def _anchor_gap(self, out: Encoded) -> torch.Tensor:
-        """How far the student's token states moved from the initial backbone's."""
-        assert self.anchor is not None
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            reference = self.anchor(input_ids=out.input_ids, attention_mask=out.attention)[0]
-        return losses.anchor_loss(out.hidden, reference, out.mask)
 
     def _known_mask(self, batch: MicroBatch, doc_ids: list[str], group: int) -> torch.Tensor:
         """True where a batch document is a known positive of a query but not its target."""
