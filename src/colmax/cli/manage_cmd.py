@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from colmax import __version__
 from colmax.cli import render
@@ -15,8 +16,10 @@ from colmax.cli.options import IndexDir, JsonOpt, Wait
 from colmax.cli.render import out, plural
 
 
-def _summary(info: dict) -> str:
-    return (
+def _report(done: str, start: float, detail: str, info: dict) -> None:
+    """``<done> in <s> s: <detail>; now <what the index holds>`` (compact, optimize)."""
+    out.print(
+        f"{done} in {time.perf_counter() - start:.1f} s: {detail}; now "
         f"{info['documents']:,} documents, {info['tokens']:,} tokens in {info['parts']} part(s), "
         f"{info['centroids']:,} centroids, {info['index_bytes'] / 1e6:,.1f} MB "
         f"({info['bytes_per_token']:.1f} B/token)"
@@ -31,10 +34,7 @@ def compact_command(index: IndexDir, wait: Wait = 0.0) -> None:
     with Index.open(index, lock_timeout=wait) as idx:
         dropped = idx.compact()
         info = idx.info()
-    out.print(
-        f"compacted in {time.perf_counter() - start:.1f} s: dropped "
-        f"{plural(dropped, 'deleted document')}; now {_summary(info)}"
-    )
+    _report("compacted", start, f"dropped {plural(dropped, 'deleted document')}", info)
 
 
 def optimize_command(index: IndexDir, wait: Wait = 0.0) -> None:
@@ -49,10 +49,7 @@ def optimize_command(index: IndexDir, wait: Wait = 0.0) -> None:
     with Index.open(index, lock_timeout=wait) as idx:
         before = idx.info()
         info = idx.optimize()
-    out.print(
-        f"optimized in {time.perf_counter() - start:.1f} s: centroids {before['centroids']:,} -> "
-        f"{info['centroids']:,}; now {_summary(info)}"
-    )
+    _report("optimized", start, f"centroids {before['centroids']:,} -> {info['centroids']:,}", info)
 
 
 def info_command(
@@ -117,7 +114,7 @@ def get_command(
     if as_json:
         render.print_json(data)
         return
-    out.print(f"[bold cyan]{_escape(doc.id)}[/]" + (f"  {_escape(doc.title)}" if doc.title else ""))
+    out.print(f"[bold cyan]{escape(doc.id)}[/]" + (f"  {escape(doc.title)}" if doc.title else ""))
     if doc.metadata:
         out.print(render.key_value_table(doc.metadata))
     out.print(doc.text, markup=False)
@@ -134,9 +131,3 @@ def delete_command(
         deleted = idx.delete(ids)
         size = len(idx)
     out.print(f"deleted {plural(deleted, 'document')}; {index} holds {plural(size, 'document')}")
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
