@@ -240,3 +240,25 @@ def test_errors(beir: Path, tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["eval", str(beir), "--split", "dev"])
     assert missing.exit_code == 1 and "no qrels file" in missing.output
     assert CliRunner().invoke(app, ["eval", str(tmp_path)]).exit_code == 1
+
+
+@pytest.mark.slow
+def test_saved_runs_compare_through_the_cli(beir: Path, tmp_path: Path) -> None:
+    bm25 = run_cli(beir, "--method", "bm25", "--save-run", tmp_path / "bm25.trec")
+    neural = run_cli(beir, "--method", "colmax-exact", "--save-run", tmp_path / "exact.trec")
+    assert neural["run_file"] == str(tmp_path / "exact.trec")
+    runs = [str(tmp_path / "bm25.trec"), str(tmp_path / "exact.trec")]
+    result = CliRunner().invoke(app, ["compare", str(beir), *runs, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["num_queries"] == JUDGED and report["stat_test"] == "fisher"
+    first, second = report["rows"]
+    assert (first["name"], second["name"]) == ("bm25", "exact")
+    assert first["scores"]["ndcg@10"] == pytest.approx(bm25["ndcg@10"], abs=1e-4)
+    assert second["scores"]["ndcg@10"] == pytest.approx(neural["ndcg@10"], abs=1e-4)
+    assert 0 <= second["p_value"]["ndcg@10"] <= 1
+    assert sum(second["wins_ties_losses"]["ndcg@10"]) == JUDGED
+    table = CliRunner().invoke(app, ["compare", str(beir), *runs, "--metric", "mrr@10"])
+    assert table.exit_code == 0 and "wins/ties/losses" in table.stdout and "mrr@10" in table.stdout
+    other = CliRunner().invoke(app, ["compare", str(beir), runs[0], str(tmp_path / "nope.trec")])
+    assert other.exit_code == 1 and "--save-run" in other.output

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from colmax.cli import render
+from colmax.cli.options import JsonOpt
 from colmax.cli.render import err, out
 
 SHOWN = ("ndcg@10", "recall@100", "mrr@10", "map@100", "recall@10")
@@ -73,9 +75,11 @@ def eval_command(
     threads: Annotated[
         int, typer.Option("--threads", min=1, help="colmax: search threads for the QPS figure.")
     ] = 1,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object as the last line of stdout.")
-    ] = False,
+    save_run: Annotated[
+        Path | None,
+        typer.Option("--save-run", help="Write the ranking as a TREC run file (colmax compare)."),
+    ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a retrieval METHOD on DATA_DIR (nDCG@10, recall@100, MRR@10, MAP@100)."""
     from colmax.eval.runner import run_eval
@@ -96,6 +100,7 @@ def eval_command(
         rescore=rescore,
         threads=threads,
         progress=err.is_terminal,
+        save_run=save_run,
     )
     if as_json:
         import json
@@ -104,6 +109,8 @@ def eval_command(
         print(json.dumps(result, ensure_ascii=False), flush=True)
         return
     out.print(_table(result))
+    if save_run is not None:
+        render.note(f"run written to {save_run}")
 
 
 def _table(result: dict[str, Any]) -> Any:
@@ -134,4 +141,77 @@ def _table(result: dict[str, Any]) -> Any:
         f"model {result['model']}, {result['threads']} threads, "
         f"{result['num_docs']:,} documents, {result['skipped_queries']:,} unjudged queries skipped"
     )
+    return table
+
+
+def compare_command(
+    data_dir: Annotated[
+        Path,
+        typer.Argument(help="The BEIR folder the runs were made on.", show_default=False),
+    ],
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="TREC run files (colmax eval --save-run); the first is the baseline.",
+            show_default=False,
+        ),
+    ],
+    split: Annotated[str, typer.Option("--split", help="The qrels split.")] = "test",
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", help="Metric to test (repeatable; default ndcg@10)."),
+    ] = None,
+    test: Annotated[
+        str, typer.Option("--test", help="fisher (randomization) or student (paired t).")
+    ] = "fisher",
+    max_p: Annotated[
+        float, typer.Option("--max-p", min=0.0, max=1.0, help="Significance level.")
+    ] = 0.05,
+    as_json: JsonOpt = False,
+) -> None:
+    """Test whether runs differ from the first one, query by query (paired significance test)."""
+    from colmax.eval.compare import compare_runs, load_run
+    from colmax.eval.data import read_qrels
+
+    qrels = read_qrels(data_dir.expanduser() / "qrels" / f"{split}.tsv")
+    loaded = {}
+    for path in runs:
+        name = path.stem if path.stem not in loaded else str(path)
+        loaded[name] = load_run(path)
+    result = compare_runs(
+        qrels, loaded, metrics=tuple(metric or ("ndcg@10",)), stat_test=test, max_p=max_p
+    )
+    if as_json:
+        render.print_json(result.to_dict())
+        return
+    out.print(_comparison_table(result))
+
+
+def _comparison_table(result: Any) -> Any:
+    from rich.table import Table
+
+    table = Table(
+        title=f"{result.num_queries:,} queries, {result.stat_test} test, p < {result.max_p}",
+        title_justify="left",
+    )
+    table.add_column("run")
+    for m in result.metrics:
+        table.add_column(m, justify="right")
+        table.add_column("vs first", justify="right")
+        table.add_column("p", justify="right")
+        table.add_column("wins/ties/losses", justify="right")
+    for i, row in enumerate(result.rows):
+        cells = [escape(row.name)]
+        for m in result.metrics:
+            cells.append(f"{row.scores[m]:.4f}")
+            if i == 0:
+                cells += ["baseline", "", ""]
+                continue
+            mark = " *" if row.significant[m] else ""
+            cells += [
+                f"{row.delta[m]:+.4f}{mark}",
+                f"{row.p_value[m]:.4f}",
+                "/".join(str(n) for n in row.wins_ties_losses[m]),
+            ]
+        table.add_row(*cells)
     return table

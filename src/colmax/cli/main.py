@@ -293,6 +293,7 @@ def encode_command(
 # --------------------------------------------------------------------------- commands in modules
 
 app.command("eval")(handle_errors(eval_cmd.eval_command))
+app.command("compare")(handle_errors(eval_cmd.compare_command))
 app.command("train")(handle_errors(train_cmd.train_command))
 app.command("info")(handle_errors(manage_cmd.info_command))
 app.command("get")(handle_errors(manage_cmd.get_command))

@@ -34,8 +34,12 @@ def run_eval(
     rescore: bool = False,
     threads: int = 1,
     progress: bool = False,
+    save_run: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``method`` on ``data_dir``'s ``split``; metrics, counts and timings."""
+    """Evaluate ``method`` on ``data_dir``'s ``split``; metrics, counts and timings.
+
+    ``save_run`` writes the ranking as a TREC run file, for ``colmax compare``.
+    """
     from colmax.encoder.encoder import default_threads
 
     data = eval_data.load(data_dir, split, queries_from)
@@ -58,6 +62,10 @@ def run_eval(
     n = len(data.query_ids)
     t = result.timings
     model_name = _model_name(method, model)
+    if save_run is not None:
+        from colmax.eval.compare import save_run as write_run
+
+        write_run(result.run, save_run, name=_run_name(method, model_name, dim))
     return {
         **{m: round(v, 5) for m, v in scores.items()},
         "method": method,
@@ -78,6 +86,7 @@ def run_eval(
         "search_ms_per_query": round(1000 * t.get("search_s", 0.0) / max(1, n), 3),
         "threads": default_threads(),
         **result.info,
+        "run_file": str(save_run) if save_run is not None else None,
         "python": platform.python_version(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -95,3 +104,9 @@ def _model_name(method: str, model: str | None) -> str | None:
     if method == "biencoder>colmax":
         return f"{minilm} > {colmax_model}"
     return colmax_model
+
+
+def _run_name(method: str, model: str | None, dim: int | None) -> str:
+    """The run's tag in the TREC file: method, model folder name, dims (no spaces)."""
+    parts = [method] + ([Path(model).name] if model else []) + ([f"dim{dim}"] if dim else [])
+    return "-".join(p.replace(" ", "") for p in parts)
