@@ -362,6 +362,9 @@ def test_cli_train_end_to_end_with_the_minilm_teacher(tiny, tmp_path):
     assert "maxsim" in report["validation_ndcg@10_teachers_rerank_top100"]
     final = json.loads((run / "final.json").read_text())
     assert set(final["validation_full_corpus"]) >= {"ndcg@10@16", "ndcg@10@8"}
+    drift = final["drift_from_step_0"]  # the exported model's backbone against step 0's
+    assert set(drift) == {"reference_manual", "docstrings"} and max(drift.values()) < 0.5
+    assert (min(drift.values()) > 0) == (final["best_step"] > 0)
     assert colmax.Encoder.load(run / "model").dim == 16
     assert list((run / "cache").glob("negatives-*.json"))
 

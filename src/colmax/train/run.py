@@ -9,7 +9,8 @@ Run folder::
     RUN/checkpoints/last.pt    model + optimizer + scheduler + RNG + data position
     RUN/checkpoints/best.pt    the best validated model; RUN/best.json its scores
     RUN/model/                 the exported best model (PyLate layout, float16)
-    RUN/final.json             the exported model's exact full-corpus validation scores
+    RUN/final.json             the exported model's exact full-corpus validation scores and
+                               its backbone drift from MiniLM on general text (train/drift.py)
     RUN/cache/                 mined negatives and teacher scores (or cache_dir)
 """
 
@@ -29,6 +30,7 @@ import torch
 from colmax.errors import InputError
 from colmax.train import checkpoint
 from colmax.train.config import TrainConfig, differences
+from colmax.train.drift import general_drift
 from colmax.train.prepare import prepare
 from colmax.train.shipping import export
 from colmax.train.student import anchor_backbone, build_student, initial_student
@@ -117,6 +119,7 @@ def _final(
         "model": str(model_dir),
         "best_step": trainer.best["step"],
         "validation_full_corpus": metrics,
+        "drift_from_step_0": _drift(encoder, run / INIT),
         "document_length": config.export_document_length,
         "train_seconds": round(trainer.elapsed, 1),
         "train_tokens": trainer.tokens,
@@ -126,6 +129,13 @@ def _final(
     }
     path.write_text(json.dumps(final, indent=2) + "\n")
     return final
+
+
+def _drift(encoder: Any, init: Path) -> dict[str, float]:
+    """Backbone drift on general text from the run's step 0 (none for runs without init.pt)."""
+    if not init.exists():
+        return {}
+    return general_drift(encoder, anchor_backbone(encoder.model, checkpoint.load(init)["model"]))
 
 
 def _check_config(run: Path, config: TrainConfig) -> None:
