@@ -377,9 +377,12 @@ def test_cli_train_end_to_end_with_the_minilm_teacher(tiny, tmp_path):
     assert changed.exit_code == 1 and "other settings" in changed.output
     export = CliRunner().invoke(app, [*args[:4], "--export", str(tmp_path / "shipped")])
     assert export.exit_code == 0 and (tmp_path / "shipped" / "1_Dense").is_dir()
+    shipped = json.loads((tmp_path / "shipped" / "colmax_model.json").read_text())["training"]
+    assert shipped["final"]["validation_full_corpus"] == final["validation_full_corpus"]
+    assert shipped["final"]["drift_from_step_0"] == drift  # the card's numbers travel with it
     assert (run / "checkpoints" / "init.pt").exists()  # step 0, for interpolated exports
     mixed = tmp_path / "mixed"
     export = CliRunner().invoke(app, [*args[:4], "--export", str(mixed), "--interpolate", "0.7"])
     assert export.exit_code == 0, export.output
     record = json.loads((mixed / "colmax_model.json").read_text())["training"]
-    assert record["interpolation"]["trained_share"] == 0.7
+    assert record["interpolation"]["trained_share"] == 0.7 and "final" not in record

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from colmax.cli import render
-from colmax.cli.options import JsonOpt
+from colmax.cli.options import JsonOpt, SplitOpt
 from colmax.cli.render import err, out
 
 SHOWN = ("ndcg@10", "recall@100", "mrr@10", "map@100", "recall@10")
@@ -27,7 +27,7 @@ def eval_command(
             show_default=False,
         ),
     ],
-    split: Annotated[str, typer.Option("--split", help="The qrels split.")] = "test",
+    split: SplitOpt = "test",
     method: Annotated[
         str,
         typer.Option(
@@ -156,7 +156,7 @@ def compare_command(
             show_default=False,
         ),
     ],
-    split: Annotated[str, typer.Option("--split", help="The qrels split.")] = "test",
+    split: SplitOpt = "test",
     metric: Annotated[
         list[str] | None,
         typer.Option("--metric", help="Metric to test (repeatable; default ndcg@10)."),

@@ -19,3 +19,4 @@ Wait = Annotated[
     float,
     typer.Option("--wait", min=0.0, help="Seconds to wait for another writer (0: fail at once)."),
 ]
+SplitOpt = Annotated[str, typer.Option("--split", help="The qrels split.")]

@@ -103,6 +103,7 @@ def export(
     if interpolate < 1.0:
         weights = interpolate_weights(initial_weights(run, config, data_dir), weights, interpolate)
         training["interpolation"] = {"trained_share": interpolate, "from": "step 0"}
+        training.pop("final", None)  # it scored the weights before interpolation
     student = build_student(config, state=weights)
     return save_model(student, target, config, name=name, training=training, half=half)
 
@@ -158,4 +159,8 @@ def _training_record(run: Path, config: TrainConfig, state: dict[str, Any]) -> d
     for name in ("prepare.json",):
         if (run / name).exists():
             record[name.removesuffix(".json")] = json.loads((run / name).read_text())
+    final = json.loads((run / "final.json").read_text()) if (run / "final.json").exists() else {}
+    if final.get("best_step") == state.get("step"):  # final.json scored these very weights
+        keep = ("validation_full_corpus", "drift_from_step_0", "document_length")
+        record["final"] = {key: final[key] for key in keep if key in final}
     return record
