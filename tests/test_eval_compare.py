@@ -40,6 +40,7 @@ def test_a_clear_gain_is_significant_and_noise_is_not() -> None:
     gain = 30 * (1 - 1 / 1.584962500721156) / N  # rank 2 -> rank 1 on 30 of 40 queries
     assert better.delta["ndcg@10"] == pytest.approx(gain, abs=1e-5)
     assert better.significant["ndcg@10"] and better.p_value["ndcg@10"] < 0.001
+    assert result.p_text(0.0) == "< 0.0001" and result.p_text(0.25) == "0.2500"
     assert better.wins_ties_losses["ndcg@10"] == (30, 10, 0)
     assert same.delta["ndcg@10"] == 0 and same.p_value["ndcg@10"] == pytest.approx(1.0)
     assert not same.significant["ndcg@10"] and same.wins_ties_losses["ndcg@10"] == (0, N, 0)

@@ -194,7 +194,7 @@ def _comparison_table(result: Any) -> Any:
         title=f"{result.num_queries:,} queries, {result.stat_test} test, p < {result.max_p}",
         title_justify="left",
     )
-    table.add_column("run")
+    table.add_column("run", overflow="fold")
     for m in result.metrics:
         table.add_column(m, justify="right")
         table.add_column("vs first", justify="right")
@@ -210,7 +210,7 @@ def _comparison_table(result: Any) -> Any:
             mark = " *" if row.significant[m] else ""
             cells += [
                 f"{row.delta[m]:+.4f}{mark}",
-                f"{row.p_value[m]:.4f}",
+                result.p_text(row.p_value[m]),
                 "/".join(str(n) for n in row.wins_ties_losses[m]),
             ]
         table.add_row(*cells)

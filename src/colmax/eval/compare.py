@@ -79,6 +79,12 @@ class Comparison:
     num_queries: int
     metrics: list[str]
     rows: list[Row]
+    permutations: int  # Fisher's test: a p-value of 0 means "below 1 / permutations"
+
+    def p_text(self, p: float) -> str:
+        if self.stat_test == "fisher" and p == 0:
+            return f"< {1 / self.permutations:g}"
+        return f"{p:.4f}"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -142,7 +148,7 @@ def compare_runs(
             row.significant[m] = p < max_p
             row.wins_ties_losses[m] = (int(wtl["W"]), int(wtl["T"]), int(wtl["L"]))
         rows.append(row)
-    return Comparison(stat_test, max_p, len(positive), list(metrics), rows)
+    return Comparison(stat_test, max_p, len(positive), list(metrics), rows, permutations)
 
 
 def _scores(report: dict, name: str, metrics: tuple[str, ...]) -> dict[str, float]:

@@ -38,7 +38,8 @@ def run_eval(
 ) -> dict[str, Any]:
     """Evaluate ``method`` on ``data_dir``'s ``split``; metrics, counts and timings.
 
-    ``save_run`` writes the ranking as a TREC run file, for ``colmax compare``.
+    ``save_run`` writes the ranking as a run file (TREC; ranx JSON for ``.json``), for
+    ``colmax compare``.
     """
     from colmax.encoder.encoder import default_threads
 
