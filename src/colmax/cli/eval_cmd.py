@@ -77,7 +77,7 @@ def eval_command(
     ] = 1,
     save_run: Annotated[
         Path | None,
-        typer.Option("--save-run", help="Write the ranking as a TREC run file (colmax compare)."),
+        typer.Option("--save-run", help="Write the ranking as a TREC run file (.json: ranx JSON)."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -152,7 +152,7 @@ def compare_command(
     runs: Annotated[
         list[Path],
         typer.Argument(
-            help="TREC run files (colmax eval --save-run); the first is the baseline.",
+            help="Run files from colmax eval --save-run; the first is the baseline.",
             show_default=False,
         ),
     ],
