@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from colmax.errors import InputError
-from colmax.eval.metrics import METRICS
+from colmax.eval.metrics import METRICS, positive_qrels, run_for
 
 STAT_TESTS = ("fisher", "student")
 
@@ -113,21 +113,16 @@ def compare_runs(
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise InputError(f"unknown metric {unknown[0]!r}; use one of {', '.join(METRICS)}")
-    positive = {q: {d: r for d, r in docs.items() if r > 0} for q, docs in qrels.items()}
-    positive = {q: docs for q, docs in positive.items() if docs}
+    positive = positive_qrels(qrels)
     for name, run in runs.items():
         if not positive.keys() & run.keys():
             raise InputError(
                 f"run {name!r} answers none of the {len(positive)} judged queries; "
                 "was it made on another data set or split?"
             )
-    # ranx wants every query in every run: an unanswered query gets one dummy hit (scores 0)
-    filled = {
-        name: {q: run.get(q) or {"\x00none": 0.0} for q in positive} for name, run in runs.items()
-    }
     report = compare(
         Qrels.from_dict(positive),
-        [Run.from_dict(run, name=name) for name, run in filled.items()],
+        [Run.from_dict(run_for(positive, run), name=name) for name, run in runs.items()],
         list(metrics),
         stat_test=stat_test,
         n_permutations=permutations,

@@ -13,6 +13,23 @@ from __future__ import annotations
 METRICS = ("ndcg@10", "recall@100", "mrr@10", "map@100", "recall@10", "ndcg@100")
 
 
+def positive_qrels(qrels: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """The relevant rows (score > 0) of the queries that have any: what ranx can hold."""
+    positive = {q: {d: s for d, s in rows.items() if s > 0} for q, rows in qrels.items()}
+    return {q: rows for q, rows in positive.items() if rows}
+
+
+def run_for(
+    queries: dict[str, dict[str, int]], run: dict[str, dict[str, float]]
+) -> dict[str, dict[str, float]]:
+    """``run`` with an entry for every query, as ranx needs; a query with no hits gets one dummy
+    hit, so it scores 0."""
+    return {
+        q: ({d: float(s) for d, s in run[q].items()} if run.get(q) else {"\x00none": 0.0})
+        for q in queries
+    }
+
+
 def evaluate(
     qrels: dict[str, dict[str, int]],
     run: dict[str, dict[str, float]],
@@ -22,18 +39,13 @@ def evaluate(
     from ranx import Qrels, Run
     from ranx import evaluate as ranx_evaluate
 
-    positive = {q: {d: s for d, s in rows.items() if s > 0} for q, rows in qrels.items()}
-    positive = {q: rows for q, rows in positive.items() if rows}
-    n_all = len(qrels)
+    positive = positive_qrels(qrels)
     if not positive:
         return {m: 0.0 for m in metrics}
-    # ranx needs a run entry for every query; a query with no hits gets one dummy hit.
-    full_run = {
-        q: ({d: float(s) for d, s in run[q].items()} if run.get(q) else {"\x00none": 0.0})
-        for q in positive
-    }
-    scores = ranx_evaluate(Qrels.from_dict(positive), Run.from_dict(full_run), list(metrics))
+    scores = ranx_evaluate(
+        Qrels.from_dict(positive), Run.from_dict(run_for(positive, run)), list(metrics)
+    )
     if isinstance(scores, float):  # one metric comes back bare
         scores = {metrics[0]: scores}
-    scale = len(positive) / n_all
+    scale = len(positive) / len(qrels)
     return {m: float(scores[m]) * scale for m in metrics}

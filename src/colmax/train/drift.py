@@ -3,11 +3,11 @@
 Fine-tuning on one domain wears away what the base model learned elsewhere: trained on SciFact,
 the former default colmax-minilm-v3 fell 1.6 points below untrained MiniLM on XQuAD-R en.
 Drift on general text that training never saw is a proxy for that loss that needs no test
-set: the mean
-``1 - cos`` between the model's and MiniLM's last hidden states, per real token, in eval mode,
-no markers. Two kinds of text every Python has: paragraphs of Python's reference manual
-(``pydoc_data.topics``, not docstrings, so ``--anchor-text stdlib`` never trains on it) and
-standard-library docstrings (the text that anchor holds).
+set: the mean ``1 - cos`` between the model's and MiniLM's last hidden states, per real token
+(the feature anchor's measure, ``losses.anchor_loss``), in eval mode, no markers. Two kinds of
+text every Python has: paragraphs of Python's reference manual (``pydoc_data.topics``, not
+docstrings, so ``--anchor-text stdlib`` never trains on it) and standard-library docstrings
+(the text that anchor holds).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from colmax.encoder import Encoder
+from colmax.train import losses
 
 DRIFT_TEXTS = 200
 DRIFT_TOKENS = 128
@@ -67,11 +68,11 @@ def backbone_drift(
             max_length=max_length,
             return_tensors="pt",
         )
-        ours, theirs = model(**batch)[0].float(), reference(**batch)[0].float()
-        gap = 1 - torch.nn.functional.cosine_similarity(ours, theirs, dim=-1)
-        real = batch["attention_mask"].bool()
-        total += float(gap[real].sum())
-        count += int(real.sum())
+        real = batch["attention_mask"]
+        tokens = int(real.sum())
+        gap = losses.anchor_loss(model(**batch)[0], reference(**batch)[0], real)
+        total += float(gap) * tokens  # anchor_loss is the batch's mean per token
+        count += tokens
     return total / max(count, 1)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from colmax.encoder import Encoder
 from colmax.errors import InputError
 from colmax.train import checkpoint
 from colmax.train.config import TrainConfig, differences
@@ -107,8 +108,6 @@ def _final(
     run: Path, model_dir: Path, validator: Validator, config: TrainConfig, trainer: Trainer
 ) -> dict[str, Any]:
     """Exact full-corpus validation of the exported model (cached in RUN/final.json)."""
-    from colmax.encoder import Encoder
-
     path = run / "final.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -131,7 +130,7 @@ def _final(
     return final
 
 
-def _drift(encoder: Any, init: Path) -> dict[str, float]:
+def _drift(encoder: Encoder, init: Path) -> dict[str, float]:
     """Backbone drift on general text from the run's step 0 (none for runs without init.pt)."""
     if not init.exists():
         return {}
