@@ -66,6 +66,7 @@ def toy_config(tiny: Path, **overrides) -> TrainConfig:
         query_length=16,
         document_length=24,
         export_document_length=40,
+        export_query_length=20,
         mine_depth=5,
         negatives=2,
         batch_size=4,
@@ -265,7 +266,8 @@ def test_export_round_trip(tiny, tmp_path):
     folder = save_model(trainer.student, tmp_path / "tiny-trained", trainer.config)
     st = json.loads((folder / "config_sentence_transformers.json").read_text())
     assert st["query_prefix"] == "[unused0]" and st["document_prefix"] == "[unused1]"
-    assert st["query_length"] == 16 and st["document_length"] == 40
+    # trained on queries of <= 16 tokens, saved to accept 20 (no [MASK] padding to keep)
+    assert st["query_length"] == 20 and st["document_length"] == 40
     assert st["matryoshka_dims"] == [16, 8] and st["do_query_expansion"] is False
     meta = json.loads((folder / "colmax_model.json").read_text())
     assert meta["name"] == "tiny-trained" and meta["dtype"] == "float16"
@@ -285,6 +287,20 @@ def test_export_round_trip(tiny, tmp_path):
     assert backbone.config.hidden_size == 32
     eight = colmax.Encoder.load(folder, dim=8)
     assert eight.encode_queries(["volcano"])[0].shape[1] == 8
+    long_query = " ".join(["volcano"] * 30)
+    assert loaded.encode_queries([long_query])[0].shape[0] == 20  # cut at the saved length
+
+
+def test_export_keeps_the_trained_padding_with_query_expansion(tiny, tmp_path):
+    import colmax
+    from colmax.train.shipping import save_model
+
+    config = toy_config(tiny, query_expansion=True)
+    folder = save_model(build_student(config), tmp_path / "expanded", config)
+    st = json.loads((folder / "config_sentence_transformers.json").read_text())
+    assert st["do_query_expansion"] is True and st["query_length"] == 16  # not 20
+    loaded = colmax.Encoder.load(folder, precision="fp32")
+    assert [q.shape[0] for q in loaded.encode_queries(["volcano", "lava flows"])] == [16, 16]
 
 
 def test_interpolate_weights_mixes_float_tensors_only():
@@ -349,7 +365,8 @@ def test_cli_train_end_to_end_with_the_minilm_teacher(tiny, tmp_path):
     args = [
         "train", str(data), "--run", str(run), "--init", str(tiny), "--dim", "16",
         "--dims", "16,8", "--document-length", "24", "--export-document-length", "40",
-        "--mine-depth", "4", "--negatives", "2", "--batch-size", "4", "--max-steps", "4",
+        "--export-query-length", "24", "--mine-depth", "4", "--negatives", "2",
+        "--batch-size", "4", "--max-steps", "4",
         "--eval-every", "2", "--pool-size", "5", "--val-fraction", "0.25", "--threads", "1",
         "--teacher", "fusion", "--teacher-weights", "maxsim=0.5,bm25=0.5",
         "--anchor-text", "stdlib",
@@ -366,6 +383,7 @@ def test_cli_train_end_to_end_with_the_minilm_teacher(tiny, tmp_path):
     assert set(drift) == {"reference_manual", "docstrings"} and max(drift.values()) < 0.5
     assert (min(drift.values()) > 0) == (final["best_step"] > 0)
     assert colmax.Encoder.load(run / "model").dim == 16
+    assert final["query_length"] == colmax.Encoder.load(run / "model").config.query_length == 24
     assert list((run / "cache").glob("negatives-*.json"))
 
     again = CliRunner().invoke(app, args)  # finished: resumes, does nothing, same model

@@ -113,6 +113,14 @@ def train_command(
         int, typer.Option("--document-length", min=8, help="Document tokens while training.")
     ] = 192,
     export_document_length: Annotated[int, typer.Option("--export-document-length", min=8)] = 512,
+    export_query_length: Annotated[
+        int,
+        typer.Option(
+            "--export-query-length",
+            min=4,
+            help="Query tokens the saved model accepts (without --query-expansion).",
+        ),
+    ] = 64,
     query_expansion: Annotated[bool, typer.Option("--query-expansion/--no-query-expansion")] = (
         False
     ),
@@ -165,6 +173,7 @@ def train_command(
         query_expansion=query_expansion,
         document_length=document_length,
         export_document_length=export_document_length,
+        export_query_length=export_query_length,
         freeze_embeddings=not train_embeddings,
         freeze_layers=freeze_layers,
         attention_dropout=attention_dropout,

@@ -43,8 +43,11 @@ class TrainConfig:
     dim: int = 128  #: projection output size
     dims: tuple[int, ...] = (128, 96, 64)  #: Matryoshka dims the loss is summed over
     pca_docs: int = 1000  #: corpus documents whose token vectors the PCA is fitted on
-    query_length: int = 32
+    query_length: int = 32  #: query tokens while training (with expansion: the padded length)
     query_expansion: bool = False
+    #: query tokens the saved model accepts; without expansion only real tokens count, so a
+    #: longer limit costs nothing on short queries (with expansion the model keeps query_length)
+    export_query_length: int = 64
     document_length: int = 192  #: document tokens while training
     export_document_length: int = 512  #: document tokens the saved model asks for
     freeze_embeddings: bool = True
@@ -126,6 +129,7 @@ class TrainConfig:
         _check(self.query_length >= 4, "query_length must be >= 4")
         _check(self.document_length >= 8, "document_length must be >= 8")
         _check(self.export_document_length >= 8, "export_document_length must be >= 8")
+        _check(self.export_query_length >= 4, "export_query_length must be >= 4")
         _check(self.freeze_layers >= 0, "freeze_layers must be >= 0")
         _check(self.anchor_weight >= 0, "anchor_weight must be >= 0 (0 = no feature anchor)")
         _check(self.anchor_text in ANCHOR_TEXTS, f"anchor_text: one of {', '.join(ANCHOR_TEXTS)}")

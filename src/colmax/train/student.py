@@ -75,11 +75,14 @@ class Student:
         self,
         *,
         document_length: int | None = None,
+        query_length: int | None = None,
         threads: int | None = None,
         precision: str = "auto",
     ) -> Encoder:
         """An :class:`Encoder` over this model (shared weights; switches it to eval mode)."""
-        config = self.config.with_overrides(document_length=document_length, dim=None)
+        config = self.config.with_overrides(
+            document_length=document_length, query_length=query_length, dim=None
+        )
         config = replace(config, dim=None)
         return Encoder(
             self.model, self.tokenizer, config, self.identity, threads=threads, precision=precision
