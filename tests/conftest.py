@@ -25,4 +25,7 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
-pytest_plugins = ("stored_index",)  # the stored-index fixtures of the storage tests
+pytest_plugins = (
+    "stored_index",  # the stored-index fixtures of the storage tests
+    "train_toys",  # `tiny`: the random checkpoint the training tests train
+)
