@@ -166,6 +166,12 @@ class TrainConfig:
     def distill(self) -> bool:
         return self.teacher != "none" and self.distill_weight > 0
 
+    @property
+    def saved_query_length(self) -> int:
+        """The saved model's query length: with ``[MASK]`` expansion, the padded length it was
+        trained with (the pads are part of every query); without, ``export_query_length``."""
+        return self.query_length if self.query_expansion else self.export_query_length
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["dims"] = list(self.dims)

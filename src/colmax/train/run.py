@@ -33,7 +33,7 @@ from colmax.train import checkpoint
 from colmax.train.config import TrainConfig, differences
 from colmax.train.drift import general_drift
 from colmax.train.prepare import prepare
-from colmax.train.shipping import export, export_query_length
+from colmax.train.shipping import export
 from colmax.train.student import anchor_backbone, build_student, initial_student
 from colmax.train.trainer import INIT, LAST, Trainer
 from colmax.train.validate import Validator
@@ -120,7 +120,7 @@ def _final(
         "validation_full_corpus": metrics,
         "drift_from_step_0": _drift(encoder, run / INIT),
         "document_length": config.export_document_length,
-        "query_length": export_query_length(config),
+        "query_length": config.saved_query_length,
         "train_seconds": round(trainer.elapsed, 1),
         "train_tokens": trainer.tokens,
         "tokens_per_s": round(trainer.tokens / max(trainer.elapsed, 1e-9), 1),

@@ -43,7 +43,7 @@ def save_model(
     target = Path(target).expanduser()
     name = name or target.name
     encoder = student.encoder(
-        document_length=config.export_document_length, query_length=export_query_length(config)
+        document_length=config.export_document_length, query_length=config.saved_query_length
     )
     out = save_pylate(encoder, target, half=half)
     st_path = out / "config_sentence_transformers.json"
@@ -64,12 +64,6 @@ def save_model(
     if size > MAX_SHIP_BYTES:
         log.warning("%s is %.1f MB, over the %d MB colmax ships", out, size / 2**20, 50)
     return out
-
-
-def export_query_length(config: TrainConfig) -> int:
-    """The saved model's query length: with ``[MASK]`` expansion, the padded length it was
-    trained with (the pads are part of every query); without, ``export_query_length``."""
-    return config.query_length if config.query_expansion else config.export_query_length
 
 
 def export(
