@@ -147,6 +147,8 @@ def test_config_rejects_bad_settings():
         TrainConfig(mix={"wiki": 1.0}).validate()
     with pytest.raises(InputError, match="anchor_text"):
         TrainConfig(anchor_text="wiki").validate()
+    with pytest.raises(InputError, match="anchor_distill_weight"):
+        TrainConfig(anchor_distill_weight=-1).validate()
     with pytest.raises(InputError, match="source=weight"):
         parse_mix("labeled")
     assert parse_mix("labeled=2, title=0.5") == {"labeled": 2.0, "title": 0.5}

@@ -71,6 +71,14 @@ def test_anchor_loss_hand_computed():
     )
 
 
+def test_zscore_rows_hand_computed():
+    scores = torch.tensor([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]])
+    z = losses.zscore_rows(scores)
+    sd = math.sqrt(2.0 / 3.0)  # population std of 1, 2, 3
+    assert z[0].tolist() == pytest.approx([-1.0 / sd, 0.0, 1.0 / sd], abs=1e-6)
+    assert z[1].tolist() == [0.0, 0.0, 0.0]  # a constant row stays finite
+
+
 def test_own_scores_and_shape_check():
     assert losses.own_scores(SCORES, 2).tolist() == [[2.0, 0.0], [3.0, 1.0]]
     with pytest.raises(ValueError, match="columns"):

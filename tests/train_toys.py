@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from checkpoint_factory import make_pylate
 from toy_data import TOY_DOCS, TOY_QUERIES
 
@@ -82,3 +83,13 @@ def fresh_trainer(tiny: Path, run: Path, **overrides) -> Trainer:
     checkpoint.seed_everything(config.seed)
     student = build_student(config)
     return Trainer(student, toy_prepared(config.distill), config, run)
+
+
+def fixed_loss(trainer: Trainer) -> float:
+    """The loss of every toy example against all others, dropout off."""
+    trainer.student.model.eval()
+    with torch.no_grad():
+        batch = trainer.plan.epoch(0)[0]
+        full = type(batch)(0, 0, "labeled", tuple(range(8)))
+        loss, _, _ = trainer.micro_batch(full)
+    return float(loss)

@@ -97,6 +97,15 @@ def train_command(
             "(standard-library docstrings: general text outside the training data).",
         ),
     ] = "batch",
+    anchor_distill_weight: Annotated[
+        float,
+        typer.Option(
+            "--anchor-distill-weight",
+            min=0.0,
+            help="Keep ranking like the initial backbone's full-width MaxSim on the anchor "
+            "text: weight of the KL between the two.",
+        ),
+    ] = 0.0,
     mix: Annotated[
         str,
         typer.Option("--mix", help="Passes per epoch per source: labeled, title, sentence, cloze."),
@@ -190,6 +199,7 @@ def train_command(
         distill_weight=distill_weight,
         anchor_weight=anchor_weight,
         anchor_text=anchor_text,
+        anchor_distill_weight=anchor_distill_weight,
         lr=lr,
         projection_lr=projection_lr,
         warmup=warmup,

@@ -83,6 +83,9 @@ class TrainConfig:
     #: "stdlib" (standard-library docstrings, general text outside the training domain; they
     #: differ a little between Python versions)
     anchor_text: str = "batch"
+    #: weight of the score anchor: KL between the student's MaxSim over the anchor texts' pairs
+    #: and the initial backbone's MaxSim on its full token states (0 = off; see train.anchor)
+    anchor_distill_weight: float = 0.0
     # optimisation
     lr: float = 3e-5
     projection_lr: float = 3e-4
@@ -132,6 +135,7 @@ class TrainConfig:
         _check(self.export_query_length >= 4, "export_query_length must be >= 4")
         _check(self.freeze_layers >= 0, "freeze_layers must be >= 0")
         _check(self.anchor_weight >= 0, "anchor_weight must be >= 0 (0 = no feature anchor)")
+        _check(self.anchor_distill_weight >= 0, "anchor_distill_weight must be >= 0 (0 = off)")
         _check(self.anchor_text in ANCHOR_TEXTS, f"anchor_text: one of {', '.join(ANCHOR_TEXTS)}")
         _check(0.0 <= self.attention_dropout < 1.0, "attention_dropout must be in [0, 1)")
         _check(
@@ -165,6 +169,11 @@ class TrainConfig:
     @property
     def distill(self) -> bool:
         return self.teacher != "none" and self.distill_weight > 0
+
+    @property
+    def anchored(self) -> bool:
+        """Whether training needs the frozen step-0 backbone (either anchor is on)."""
+        return self.anchor_weight > 0 or self.anchor_distill_weight > 0
 
     @property
     def saved_query_length(self) -> int:

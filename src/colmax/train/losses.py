@@ -83,6 +83,14 @@ def distillation_loss(
     return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
 
 
+def zscore_rows(scores: torch.Tensor) -> torch.Tensor:
+    """Per row, ``(x - mean) / std``: a teacher's scores on the scale of ``colmax.train.teacher``'s
+    z-scored components (no gradient flows to a teacher, so this is not differentiated)."""
+    mean = scores.mean(dim=-1, keepdim=True)
+    std = scores.std(dim=-1, unbiased=False, keepdim=True)
+    return (scores - mean) / std.clamp(min=1e-6)
+
+
 def own_scores(scores: torch.Tensor, group: int) -> torch.Tensor:
     """``[n_queries, group]``: each query's scores for its own documents (positive first)."""
     n_q = scores.shape[0]

@@ -86,7 +86,7 @@ def train(
             dims=config.dims,
         )
         anchor = None
-        if config.anchor_weight > 0:
+        if config.anchored:
             anchor = anchor_backbone(student.model, checkpoint.load(run / INIT)["model"])
         trainer = Trainer(
             student, prepared, config, run, validator=validator, bf16=bf16, anchor=anchor

@@ -63,8 +63,8 @@ class Trainer:
     ) -> None:
         self.student = student
         self.anchor = None
-        if anchor is not None and config.anchor_weight > 0:
-            self.anchor = FeatureAnchor.for_config(anchor, config.anchor_text, config.seed, bf16)
+        if anchor is not None and config.anchored:
+            self.anchor = FeatureAnchor.for_config(anchor, config, bf16)
         self.prepared = prepared
         self.config = config
         self.run_dir = Path(run_dir)
@@ -165,10 +165,14 @@ class Trainer:
                 parts[f"kl@{dim}"] = float(kl.detach())
         tokens = q_out.tokens + d_out.tokens
         if self.anchor is not None:
-            gap, extra = self.anchor.gap(self.student, batch, (q_out, d_out))
-            tokens += extra
-            total = total + cfg.anchor_weight * gap
-            parts["anchor"] = float(gap.detach())
+            anchored = self.anchor.terms(self.student, batch, (q_out, d_out))
+            tokens += anchored.extra_tokens
+            if cfg.anchor_weight > 0:
+                total = total + cfg.anchor_weight * anchored.gap
+            parts["anchor"] = float(anchored.gap.detach())
+            for dim, kl in anchored.distill.items():
+                total = total + cfg.anchor_distill_weight * kl
+                parts[f"anchor-kl@{dim}"] = float(kl.detach())
         return total, parts, tokens
 
     def _known_mask(self, batch: MicroBatch, doc_ids: list[str], group: int) -> torch.Tensor:
