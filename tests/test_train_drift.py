@@ -9,7 +9,14 @@ import torch
 
 from colmax.demo import stdlib_corpus
 from colmax.encoder import Encoder
-from colmax.train.drift import backbone_drift, docstrings, general_drift, reference_manual
+from colmax.encoder.checkpoints import DEFAULT_MODEL
+from colmax.train.drift import (
+    backbone_drift,
+    docstrings,
+    general_drift,
+    ranking_agreement,
+    reference_manual,
+)
 
 
 def test_the_general_texts_are_fixed_and_held_out_from_the_anchor() -> None:
@@ -38,3 +45,15 @@ def test_drift_is_zero_for_the_same_weights_and_grows_with_a_change() -> None:
             layer.add_(scale * torch.randn_like(layer))
         moved.append(backbone_drift(changed, reference, encoder.tokenizer, texts))
     assert 0 < moved[0] < moved[1] < 1
+
+
+@pytest.mark.slow
+def test_ranking_agreement_is_one_for_the_same_model_and_falls_with_fewer_dims() -> None:
+    texts = reference_manual(60) or docstrings(60)
+    base = Encoder.load("colmax-minilm-v1", threads=1)
+    assert ranking_agreement(base, base, texts, (384,)) == {"384": 1.0}
+    trained = ranking_agreement(Encoder.load(DEFAULT_MODEL, threads=1), base, texts, (128, 16))
+    assert set(trained) == {"128", "16"}
+    assert 0.3 < trained["16"] < trained["128"] < 1.0  # closer to MiniLM with more of its dims
+    # MiniLM's own vectors cut to 16 dims (not a trained prefix) keep little of its ranking
+    assert ranking_agreement(base, base, texts, (16,))["16"] < trained["16"]

@@ -116,6 +116,14 @@ def train_command(
         str, typer.Option("--init", help="'base' (all-MiniLM-L6-v2) or a checkpoint folder.")
     ] = "base",
     projection_init: Annotated[str, typer.Option("--projection-init", help="pca or keep.")] = "pca",
+    pca_text: Annotated[
+        str,
+        typer.Option(
+            "--pca-text",
+            help="What the PCA init is fitted on: corpus, or corpus+stdlib (half corpus, half "
+            "standard-library docstrings).",
+        ),
+    ] = "corpus",
     dim: Annotated[int, typer.Option("--dim", min=1)] = 128,
     dims: Annotated[str, typer.Option("--dims", help="Matryoshka dims.")] = "128,96,64",
     document_length: Annotated[
@@ -177,6 +185,7 @@ def train_command(
         max_unsupervised=max_unsupervised,
         init=init,
         projection_init=projection_init,
+        pca_text=pca_text,
         dim=dim,
         dims=_csv_ints(dims),
         query_expansion=query_expansion,

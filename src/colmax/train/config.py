@@ -21,6 +21,7 @@ MINERS = ("bm25", "biencoder")
 PRECISIONS = ("auto", "fp32", "bf16")
 PROJECTION_INITS = ("pca", "keep")
 ANCHOR_TEXTS = ("batch", "stdlib")
+PCA_TEXTS = ("corpus", "corpus+stdlib")
 # Settings that may change between sittings of one run without changing its result.
 RUNTIME_KEYS = frozenset({"threads", "progress", "checkpoint_minutes", "cache_dir"})
 
@@ -43,6 +44,9 @@ class TrainConfig:
     dim: int = 128  #: projection output size
     dims: tuple[int, ...] = (128, 96, 64)  #: Matryoshka dims the loss is summed over
     pca_docs: int = 1000  #: corpus documents whose token vectors the PCA is fitted on
+    #: what the PCA is fitted on: "corpus" (pca_docs corpus documents) or "corpus+stdlib" (half
+    #: of them, and as many standard-library docstrings: general text, see docs/TRAINING.md)
+    pca_text: str = "corpus"
     query_length: int = 32  #: query tokens while training (with expansion: the padded length)
     query_expansion: bool = False
     #: query tokens the saved model accepts; without expansion only real tokens count, so a
@@ -122,6 +126,7 @@ class TrainConfig:
         _check(all(v >= 0 for v in self.mix.values()), "mix weights must be >= 0")
         _check(any(v > 0 for v in self.mix.values()), "mix: at least one source needs weight > 0")
         _check(self.projection_init in PROJECTION_INITS, f"projection_init: {PROJECTION_INITS}")
+        _check(self.pca_text in PCA_TEXTS, f"pca_text: one of {', '.join(PCA_TEXTS)}")
         _check(self.dim >= 1, "dim must be >= 1")
         _check(len(self.dims) > 0, "dims must list at least one Matryoshka dim")
         _check(

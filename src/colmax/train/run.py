@@ -31,10 +31,10 @@ from colmax.encoder import Encoder
 from colmax.errors import InputError
 from colmax.train import checkpoint
 from colmax.train.config import TrainConfig, differences
-from colmax.train.drift import general_drift
+from colmax.train.drift import AGREEMENT_TEXTS, general_drift, ranking_agreement, reference_manual
 from colmax.train.prepare import prepare
 from colmax.train.shipping import export
-from colmax.train.student import anchor_backbone, build_student, initial_student
+from colmax.train.student import BASE_CHECKPOINT, anchor_backbone, build_student, initial_student
 from colmax.train.trainer import INIT, LAST, Trainer
 from colmax.train.validate import Validator
 
@@ -119,6 +119,7 @@ def _final(
         "best_step": trainer.best["step"],
         "validation_full_corpus": metrics,
         "drift_from_step_0": _drift(encoder, run / INIT),
+        "agreement_with_init": _agreement(encoder, config),
         "document_length": config.export_document_length,
         "query_length": config.saved_query_length,
         "train_seconds": round(trainer.elapsed, 1),
@@ -136,6 +137,20 @@ def _drift(encoder: Encoder, init: Path) -> dict[str, float]:
     if not init.exists():
         return {}
     return general_drift(encoder, anchor_backbone(encoder.model, checkpoint.load(init)["model"]))
+
+
+def _agreement(encoder: Encoder, config: TrainConfig) -> dict[str, float]:
+    """Top-10 agreement with the model training started from (for ``init="base"``: untrained
+    MiniLM's raw vectors) on the reference manual, per Matryoshka dim; empty without it."""
+    texts = reference_manual(AGREEMENT_TEXTS)
+    if not texts:
+        return {}
+    base = Encoder.load(
+        BASE_CHECKPOINT if config.init == "base" else config.init,
+        threads=config.threads,
+        precision=config.precision,
+    )
+    return ranking_agreement(encoder, base, texts, config.dims)
 
 
 def _check_config(run: Path, config: TrainConfig) -> None:

@@ -151,8 +151,17 @@ def anchor_backbone(model: ColbertModel, init_state: dict[str, torch.Tensor]) ->
 def initial_student(
     config: TrainConfig, corpus_texts: list[str], *, name: str = "colmax-trained", bf16: bool
 ) -> Student:
-    """The student a run starts from: its PCA fitted on the run's seeded corpus sample."""
+    """The student a run starts from: its PCA fitted on the run's seeded corpus sample (with
+    ``pca_text="corpus+stdlib"``: half of it, and as many seeded standard-library docstrings)."""
     texts = corpus_sample(corpus_texts, config.pca_docs, config.seed)
+    if config.pca_text == "corpus+stdlib":
+        from colmax.demo import stdlib_corpus
+
+        half = config.pca_docs // 2
+        general = [doc["text"] for doc in stdlib_corpus()]
+        texts = corpus_sample(corpus_texts, half, config.seed) + corpus_sample(
+            general, config.pca_docs - half, config.seed
+        )
     return build_student(config, pca_texts=texts, name=name, bf16=bf16)
 
 
