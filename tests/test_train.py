@@ -7,15 +7,18 @@ test_train_export.py; the toy setup is in train_toys.py."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 from toy_data import TOY_DOCS, write_beir
 from train_toys import fixed_loss, fresh_trainer, toy_config
 
+from colmax.demo import stdlib_corpus
+from colmax.encoder.model import ColbertModel
 from colmax.errors import InputError
 from colmax.train import checkpoint
-from colmax.train.student import build_student
+from colmax.train.student import build_student, hidden_states, initial_student
 from colmax.train.trainer import LAST
 
 # --------------------------------------------------------------------------- training on a toy set
@@ -43,6 +46,27 @@ def test_freezing_embeddings_and_lower_layers(tiny):
     assert model.projection.weight.requires_grad
     with pytest.raises(InputError, match="layers"):
         build_student(toy_config(tiny, freeze_layers=5))
+
+
+def test_the_pca_init_fitted_on_general_text_too_keeps_more_of_it(tiny):
+    corpus = [f"{d['title']} {d['text']}" for d in TOY_DOCS] * 4
+    held_out = [d["text"] for d in stdlib_corpus(limit=60)[40:]]  # docstrings no PCA saw
+
+    def docstring_loss(pca_text: str) -> float:
+        """Share of the held-out docstrings' centred token variance the projection drops."""
+        cfg = toy_config(tiny, projection_init="pca", dim=8, dims=(8,), pca_docs=40)
+        student = initial_student(replace(cfg, pca_text=pca_text), corpus, bf16=False)
+        probe = ColbertModel(
+            student.model.backbone, torch.eye(student.model.backbone.config.hidden_size)
+        )
+        x = hidden_states(probe, student.tokenizer, student.config, student.ids, held_out)
+        x = torch.from_numpy(x - x.mean(0))
+        w = student.model.projection.weight.detach()
+        return float(((x - (x @ w.T) @ w) ** 2).sum() / (x**2).sum())
+
+    assert docstring_loss("corpus+stdlib") < docstring_loss("corpus")
+    with pytest.raises(InputError, match="pca_text"):
+        toy_config(tiny, pca_text="wiki")
 
 
 def test_hidden_dropout_zero_makes_training_forward_passes_deterministic(tiny):
