@@ -16,7 +16,7 @@ from train_toys import fixed_loss, toy_config, toy_prepared
 from colmax.demo import stdlib_corpus
 from colmax.maxsim import maxsim_padded
 from colmax.train import checkpoint, losses
-from colmax.train.anchor import FeatureAnchor
+from colmax.train.anchor import Anchors
 from colmax.train.data import split_sentences
 from colmax.train.student import anchor_backbone, build_student
 from colmax.train.trainer import Trainer
@@ -95,7 +95,7 @@ def ranking_agreement(
     anchor's KL at the full dim, and the mean Spearman correlation per query between the
     student's MaxSim and the reference's full-width MaxSim."""
     dim = trainer.config.dim
-    probe = FeatureAnchor(reference, distill_dims=(dim,))
+    probe = Anchors(reference, distill_dims=(dim,))
     trainer.student.model.eval()
     with torch.no_grad():
         queries = trainer.student.forward([split_sentences(t)[0] for t in texts], queries=True)

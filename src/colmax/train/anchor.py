@@ -39,8 +39,8 @@ class AnchorTerms:
     extra_tokens: int  #: tokens encoded beyond the training batch (the general texts)
 
 
-class FeatureAnchor:
-    """``reference``: the frozen step-0 backbone; ``texts``: general text to measure on (empty:
+class Anchors:
+    """Both anchors (either may be off). ``reference``: the frozen step-0 backbone; ``texts``: general text to measure on (empty:
     the training batch); ``distill_dims``: the dims the score anchor runs at (empty: off)."""
 
     def __init__(
@@ -63,7 +63,7 @@ class FeatureAnchor:
         self.temperature = temperature
 
     @classmethod
-    def for_config(cls, reference: nn.Module, config: TrainConfig, bf16: bool) -> FeatureAnchor:
+    def for_config(cls, reference: nn.Module, config: TrainConfig, bf16: bool) -> Anchors:
         texts: list[str] = []
         if config.anchor_text == "stdlib":
             from colmax.demo import stdlib_corpus

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from colmax.maxsim import maxsim_padded
 from colmax.train import checkpoint, losses
-from colmax.train.anchor import FeatureAnchor
+from colmax.train.anchor import Anchors
 from colmax.train.config import TrainConfig
 from colmax.train.data import NEGATIVE_VARIANT, BatchPlan, MicroBatch, sample_negatives
 from colmax.train.prepare import Prepared
@@ -64,7 +64,7 @@ class Trainer:
         self.student = student
         self.anchor = None
         if anchor is not None and config.anchored:
-            self.anchor = FeatureAnchor.for_config(anchor, config, bf16)
+            self.anchor = Anchors.for_config(anchor, config, bf16)
         self.prepared = prepared
         self.config = config
         self.run_dir = Path(run_dir)
