@@ -40,8 +40,9 @@ class AnchorTerms:
 
 
 class Anchors:
-    """Both anchors (either may be off). ``reference``: the frozen step-0 backbone; ``texts``: general text to measure on (empty:
-    the training batch); ``distill_dims``: the dims the score anchor runs at (empty: off)."""
+    """Both anchors (either may be off). ``reference``: the frozen step-0 backbone; ``texts``:
+    general text to measure on (empty: the training batch); ``distill_dims``: the dims the
+    score anchor runs at (empty: off)."""
 
     def __init__(
         self,
