@@ -153,7 +153,6 @@ def initial_student(
 ) -> Student:
     """The student a run starts from: its PCA fitted on the run's seeded corpus sample (with
     ``pca_text="corpus+stdlib"``: half of it, and as many seeded standard-library docstrings)."""
-    texts = corpus_sample(corpus_texts, config.pca_docs, config.seed)
     if config.pca_text == "corpus+stdlib":
         from colmax.demo import stdlib_corpus
 
@@ -162,6 +161,8 @@ def initial_student(
         texts = corpus_sample(corpus_texts, half, config.seed) + corpus_sample(
             general, config.pca_docs - half, config.seed
         )
+    else:
+        texts = corpus_sample(corpus_texts, config.pca_docs, config.seed)
     return build_student(config, pca_texts=texts, name=name, bf16=bf16)
 
 
