@@ -29,7 +29,7 @@ from colmax.maxsim import maxsim_padded
 from colmax.train import losses
 from colmax.train.config import TrainConfig
 from colmax.train.data import MicroBatch, split_sentences
-from colmax.train.student import Encoded, Student
+from colmax.train.student import Encoded, Student, prefix_maxsim
 
 
 @dataclass
@@ -105,12 +105,7 @@ class Anchors:
             )
             logits = self.teacher_scale * losses.zscore_rows(teacher)
             for dim in self.distill_dims:
-                scores = maxsim_padded(
-                    F.normalize(queries.vectors[..., :dim], dim=-1),
-                    F.normalize(docs.vectors[..., :dim], dim=-1),
-                    docs.mask,
-                    queries.mask,
-                )
+                scores = prefix_maxsim(queries, docs, dim)
                 distill[dim] = losses.distillation_loss(scores, logits, self.temperature)
         return AnchorTerms(gap, distill, extra)
 

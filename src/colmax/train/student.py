@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from colmax.encoder import tokenize as tok
@@ -25,6 +26,7 @@ from colmax.encoder.config import EncoderConfig
 from colmax.encoder.encoder import Encoder, _pad
 from colmax.encoder.model import ColbertModel
 from colmax.errors import InputError
+from colmax.maxsim import maxsim_padded
 from colmax.train.config import TrainConfig
 
 # init 'base': untrained MiniLM (not DEFAULT_MODEL, which is the trained model once one ships)
@@ -42,6 +44,17 @@ class Encoded:
     hidden: torch.Tensor  #: ``[n, len, hidden]`` the backbone's states (for the feature anchor)
     input_ids: torch.Tensor
     attention: torch.Tensor
+
+
+def prefix_maxsim(queries: Encoded, docs: Encoded, dim: int) -> torch.Tensor:
+    """``[n_queries, n_docs]`` MaxSim on the first ``dim`` dims of each vector, re-normalised
+    (a Matryoshka prefix, as ``ColbertModel.forward(dim=)``); differentiable."""
+    return maxsim_padded(
+        F.normalize(queries.vectors[..., :dim], dim=-1),
+        F.normalize(docs.vectors[..., :dim], dim=-1),
+        docs.mask,
+        queries.mask,
+    )
 
 
 @dataclass

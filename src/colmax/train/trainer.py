@@ -20,16 +20,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from colmax.maxsim import maxsim_padded
 from colmax.train import checkpoint, losses
 from colmax.train.anchor import Anchors
 from colmax.train.config import TrainConfig
 from colmax.train.data import NEGATIVE_VARIANT, BatchPlan, MicroBatch, sample_negatives
 from colmax.train.prepare import Prepared
-from colmax.train.student import Student
+from colmax.train.student import Student, prefix_maxsim
 from colmax.train.teacher import fuse, teacher_weights
 from colmax.train.validate import Validator
 
@@ -135,7 +133,6 @@ class Trainer:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             q_out = self.student.forward(queries, queries=True)
             d_out = self.student.forward(docs, queries=False)
-        q, q_mask, d, d_mask = q_out.vectors, q_out.mask, d_out.vectors, d_out.mask
         teacher = None
         if cfg.distill:
             cols = np.array([[0, *(1 + j for j in pick)] for pick in picks])
@@ -144,9 +141,7 @@ class Trainer:
         total = torch.zeros(())
         parts: dict[str, float] = {}
         for dim in cfg.dims:
-            qd = F.normalize(q[..., :dim], dim=-1)
-            dd = F.normalize(d[..., :dim], dim=-1)
-            scores = maxsim_padded(qd, dd, d_mask, q_mask)
+            scores = prefix_maxsim(q_out, d_out, dim)
             contrastive = losses.retrieval_loss(
                 scores,
                 group,
