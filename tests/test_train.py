@@ -188,3 +188,19 @@ def test_cli_train_end_to_end_with_the_minilm_teacher(tiny, tmp_path):
     assert export.exit_code == 0, export.output
     record = json.loads((mixed / "colmax_model.json").read_text())["training"]
     assert record["interpolation"]["trained_share"] == 0.7 and "final" not in record
+    record_mixed = record
+
+    last = tmp_path / "last"  # the finished run, scored again on its last checkpoint
+    again = CliRunner().invoke(app, [*args, "--export-last", "--output", str(last)])
+    assert again.exit_code == 0, again.output
+    final_last = json.loads((run / "final.json").read_text())
+    assert final_last["step"] == 4 and final_last["best_step"] == final["best_step"]
+    assert json.loads((last / "colmax_model.json").read_text())["training"]["step"] == 4
+    card = tmp_path / "card"  # an export of that step now carries its final scores
+    export = CliRunner().invoke(app, [*args[:4], "--export", str(card), "--export-last"])
+    assert export.exit_code == 0, export.output
+    record = json.loads((card / "colmax_model.json").read_text())["training"]
+    assert record["final"]["validation_full_corpus"] == final_last["validation_full_corpus"]
+    clash = CliRunner().invoke(app, [*args, "--export-last", "--output", str(mixed)])
+    assert clash.exit_code == 1 and "already holds another model" in clash.output
+    assert json.loads((mixed / "colmax_model.json").read_text())["training"] == record_mixed

@@ -40,7 +40,12 @@ def train_command(
         typer.Option("--export", help="Only export the run's best model to this folder."),
     ] = None,
     export_last: Annotated[
-        bool, typer.Option("--export-last", help="With --export: the last checkpoint.")
+        bool,
+        typer.Option(
+            "--export-last",
+            help="Export the last checkpoint instead of the best validated one (with --export, "
+            "or at the end of training).",
+        ),
     ] = False,
     interpolate: Annotated[
         float,
@@ -225,7 +230,8 @@ def train_command(
         cache_dir=str(cache_dir) if cache_dir is not None else None,
         progress=err.is_terminal,
     )
-    result = train(data_dir, run, config, stop_at=stop_at, export_to=output)
+    which = "last" if export_last else "best"
+    result = train(data_dir, run, config, stop_at=stop_at, export_to=output, export_which=which)
     best = result.best
     out.print(
         f"step {result.step}/{config.max_steps}; best validation {best.get('metrics')} at step "

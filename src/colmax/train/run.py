@@ -1,5 +1,5 @@
 """``colmax.train.train``: prepare, build the student, train (resuming when the run folder has a
-checkpoint), and at the end export the best model and score it on the whole corpus.
+checkpoint), and at the end export the best (or last) model and score it on the whole corpus.
 
 Run folder::
 
@@ -8,9 +8,9 @@ Run folder::
     RUN/history.jsonl          loss, tokens/s, validation, checkpoints, one JSON per line
     RUN/checkpoints/last.pt    model + optimizer + scheduler + RNG + data position
     RUN/checkpoints/best.pt    the best validated model; RUN/best.json its scores
-    RUN/model/                 the exported best model (PyLate layout, float16)
-    RUN/final.json             the exported model's exact full-corpus validation scores and
-                               its backbone drift from MiniLM on general text (train/drift.py)
+    RUN/model/                 the exported best (or last) model (PyLate layout, float16)
+    RUN/final.json             the exported model's step, exact full-corpus validation scores,
+                               backbone drift from MiniLM on general text (train/drift.py), ...
     RUN/cache/                 mined negatives and teacher scores (or cache_dir)
 """
 
@@ -56,12 +56,16 @@ def train(
     *,
     stop_at: int | None = None,
     export_to: str | Path | None = None,
+    export_which: str = "best",
     **overrides: Any,
 ) -> TrainResult:
     """Train on a BEIR folder's ``train`` split into ``run_dir``; resume when it has a
     checkpoint. ``overrides`` replace fields of ``config``; ``stop_at`` stops (after a
-    checkpoint) at that step; at ``max_steps`` the best model is exported to ``export_to``
-    (default ``RUN/model``)."""
+    checkpoint) at that step; at ``max_steps`` the best validated model (``export_which=
+    "last"``: the last checkpoint) is exported to ``export_to`` (default ``RUN/model``) and
+    scored."""
+    if export_which not in ("best", "last"):
+        raise InputError(f"export_which must be 'best' or 'last', not {export_which!r}")
     config = replace(config or TrainConfig(), **overrides).validate()
     run = Path(run_dir).expanduser()
     run.mkdir(parents=True, exist_ok=True)
@@ -96,26 +100,49 @@ def train(
         trainer.fit(stop_at)
         finished = trainer.step >= config.max_steps
         model_dir, final = None, None
-        if finished and trainer.best["step"] is not None:
+        step = trainer.step if export_which == "last" else trainer.best["step"]
+        if finished and step is not None:
             model_dir = Path(export_to).expanduser() if export_to else run / "model"
-            if not model_dir.exists() or not any(model_dir.iterdir()):
-                export(run, model_dir, name=model_dir.name)
-            final = _final(run, model_dir, validator, config, trainer)
+            _export_once(run, model_dir, export_which, step)
+            final = _final(run, model_dir, validator, config, trainer, step)
         return TrainResult(run, trainer.step, finished, trainer.best, model_dir, final)
 
 
+def _export_once(run: Path, model_dir: Path, which: str, step: int) -> None:
+    """Export step ``step`` to ``model_dir`` unless it already holds exactly that export."""
+    if not model_dir.exists() or not any(model_dir.iterdir()):
+        export(run, model_dir, which=which, name=model_dir.name)
+        return
+    record = model_dir / "colmax_model.json"
+    held = json.loads(record.read_text()).get("training", {}) if record.exists() else {}
+    if held.get("step") != step or "interpolation" in held:
+        raise InputError(
+            f"{model_dir} already holds another model than this run's step {step} ({which}); "
+            "move it away or pass another --output folder"
+        )
+
+
 def _final(
-    run: Path, model_dir: Path, validator: Validator, config: TrainConfig, trainer: Trainer
+    run: Path,
+    model_dir: Path,
+    validator: Validator,
+    config: TrainConfig,
+    trainer: Trainer,
+    step: int,
 ) -> dict[str, Any]:
-    """Exact full-corpus validation of the exported model (cached in RUN/final.json)."""
+    """Exact full-corpus validation of the exported model (step ``step``), cached in
+    RUN/final.json until another step is exported."""
     path = run / "final.json"
     if path.exists():
-        return json.loads(path.read_text())
+        cached = json.loads(path.read_text())
+        if cached.get("step", cached.get("best_step")) == step:
+            return cached
     start = time.perf_counter()
     encoder = Encoder.load(model_dir, threads=config.threads, precision=config.precision)
     metrics = validator.full_corpus(encoder)
     final = {
         "model": str(model_dir),
+        "step": step,
         "best_step": trainer.best["step"],
         "validation_full_corpus": metrics,
         "drift_from_step_0": _drift(encoder, run / INIT),

@@ -162,7 +162,8 @@ def _training_record(run: Path, config: TrainConfig, state: dict[str, Any]) -> d
         if (run / name).exists():
             record[name.removesuffix(".json")] = json.loads((run / name).read_text())
     final = json.loads((run / "final.json").read_text()) if (run / "final.json").exists() else {}
-    if final.get("best_step") == state.get("step"):  # final.json scored these very weights
+    scored = final.get("step", final.get("best_step"))  # runs before session 12: best_step
+    if scored == state.get("step"):  # final.json scored these very weights
         keep = ("validation_full_corpus", "drift_from_step_0", "document_length")
         record["final"] = {key: final[key] for key in keep if key in final}
     return record
