@@ -33,7 +33,7 @@ from colmax.train import checkpoint
 from colmax.train.config import TrainConfig, differences
 from colmax.train.drift import AGREEMENT_TEXTS, general_drift, ranking_agreement, reference_manual
 from colmax.train.prepare import prepare
-from colmax.train.shipping import export
+from colmax.train.shipping import EXPORT_CHOICES, export, scored_step
 from colmax.train.student import BASE_CHECKPOINT, anchor_backbone, build_student, initial_student
 from colmax.train.trainer import INIT, LAST, Trainer
 from colmax.train.validate import Validator
@@ -64,7 +64,7 @@ def train(
     checkpoint) at that step; at ``max_steps`` the best validated model (``export_which=
     "last"``: the last checkpoint) is exported to ``export_to`` (default ``RUN/model``) and
     scored."""
-    if export_which not in ("best", "last"):
+    if export_which not in EXPORT_CHOICES:  # checked now, not after hours of training
         raise InputError(f"export_which must be 'best' or 'last', not {export_which!r}")
     config = replace(config or TrainConfig(), **overrides).validate()
     run = Path(run_dir).expanduser()
@@ -135,7 +135,7 @@ def _final(
     path = run / "final.json"
     if path.exists():
         cached = json.loads(path.read_text())
-        if cached.get("step", cached.get("best_step")) == step:
+        if scored_step(cached) == step:
             return cached
     start = time.perf_counter()
     encoder = Encoder.load(model_dir, threads=config.threads, precision=config.precision)

@@ -66,6 +66,15 @@ def save_model(
     return out
 
 
+EXPORT_CHOICES = ("best", "last")  #: which checkpoint of a run is exported
+
+
+def scored_step(final: dict[str, Any]) -> int | None:
+    """The step whose weights RUN/final.json scored (runs before session 12 record only
+    ``best_step``, which was then always the exported one)."""
+    return final.get("step", final.get("best_step"))
+
+
 def export(
     run_dir: str | Path,
     target: str | Path,
@@ -85,7 +94,7 @@ def export(
     from colmax.train.trainer import BEST, LAST
 
     run = Path(run_dir).expanduser()
-    if which not in ("best", "last"):
+    if which not in EXPORT_CHOICES:
         raise InputError(f"which must be 'best' or 'last', not {which!r}")
     if not 0.0 <= interpolate <= 1.0:
         raise InputError(f"interpolate must be between 0 and 1, not {interpolate}")
@@ -162,8 +171,7 @@ def _training_record(run: Path, config: TrainConfig, state: dict[str, Any]) -> d
         if (run / name).exists():
             record[name.removesuffix(".json")] = json.loads((run / name).read_text())
     final = json.loads((run / "final.json").read_text()) if (run / "final.json").exists() else {}
-    scored = final.get("step", final.get("best_step"))  # runs before session 12: best_step
-    if scored == state.get("step"):  # final.json scored these very weights
+    if scored_step(final) == state.get("step"):  # final.json scored these very weights
         keep = ("validation_full_corpus", "drift_from_step_0", "document_length")
         record["final"] = {key: final[key] for key in keep if key in final}
     return record
