@@ -113,7 +113,9 @@ def train_command(
     ] = 0.0,
     mix: Annotated[
         str,
-        typer.Option("--mix", help="Passes per epoch per source: labeled, title, sentence, cloze."),
+        typer.Option(
+            "--mix", help="Passes per epoch per source: labeled, title, sentence, cloze, fragment."
+        ),
     ] = "labeled=2,title=1,sentence=1",
     max_unsupervised: Annotated[int | None, typer.Option("--max-unsupervised", min=1)] = None,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9)] = 0.15,

@@ -8,7 +8,10 @@ that must never be its negatives):
 * ``title``: a document's title -> its abstract (the text without the title);
 * ``sentence``: one sentence of an abstract -> the title and the rest of the abstract.
 
-The last two need no labels. Negatives are mined elsewhere (:mod:`colmax.train.mining`); for
+The last two need no labels, nor do two more, off by default: ``cloze`` (a crude question
+about one sentence -> the whole document) and ``fragment`` (a few words of one sentence -> that
+sentence, against the other sentences of its abstract; see :func:`fragment_pairs`). Negatives
+of the first four are mined elsewhere (:mod:`colmax.train.mining`); for
 ``title`` pairs they are shown without their titles too, so that "has a title" never tells
 the positive apart. :class:`BatchPlan` fixes which examples form each micro-batch: the plan of
 epoch ``e`` is a pure function of (seed, e), so a position ``(epoch, index)`` is all a
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +32,20 @@ from colmax.eval.data import doc_text
 from colmax.train.config import SOURCES
 
 #: how each source shows its mined negatives: the whole document or its text only
-NEGATIVE_VARIANT = {"labeled": "full", "title": "body", "sentence": "full", "cloze": "full"}
+NEGATIVE_VARIANT = {
+    "labeled": "full",
+    "title": "body",
+    "sentence": "full",
+    "cloze": "full",
+    "fragment": "full",
+}
+#: sources whose examples bring their negatives (``Example.siblings``) instead of mining them
+OWN_NEGATIVES = frozenset({"fragment"})
 MIN_SENTENCE_WORDS = 6
 MIN_CLOZE_WORDS = 8
+FRAGMENT_DROP = 0.75  #: share of a sentence's words a ``fragment`` query leaves out
+MIN_FRAGMENT_WORDS = 2  #: words a ``fragment`` query keeps at least
+MIN_PASSAGE_WORDS = 4  #: shorter sentences are not ``fragment`` negatives
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
 
 
@@ -43,22 +57,28 @@ class Example:
     source: str
     query: str
     positive: str
-    doc_id: str  # the corpus document the positive is (or is cut from)
+    doc_id: str  # the corpus document the positive is (or is cut from), or a passage id
     known: tuple[str, ...]  # corpus ids that are positives (never used as negatives)
+    #: fixed negatives (passage ids) for sources that bring their own instead of mining
+    siblings: tuple[str, ...] = ()
 
 
 @dataclass
 class Corpus:
-    """The documents, as the index would see them (``full``) and without their title."""
+    """The documents, as the index would see them (``full``) and without their title, plus
+    ``passages``: pieces cut from them (sentences, by id) that some sources train on."""
 
     ids: list[str]
     full: list[str]
     body: list[str]
+    passages: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.position = {d: i for i, d in enumerate(self.ids)}
 
     def text(self, doc_id: str, variant: str) -> str:
+        if doc_id in self.passages:
+            return self.passages[doc_id]
         i = self.position[doc_id]
         return self.full[i] if variant == "full" else self.body[i]
 
@@ -111,6 +131,10 @@ def load_train_data(
     if mix.get("cloze", 0) > 0:  # its own generator: adding it leaves the others unchanged
         cloze_rng = np.random.default_rng([seed, 8])
         examples["cloze"] = cloze_pairs(beir.docs, max_unsupervised, cloze_rng)
+    if mix.get("fragment", 0) > 0:  # its own generator too
+        fragment_rng = np.random.default_rng([seed, 9])
+        examples["fragment"], passages = fragment_pairs(beir.docs, max_unsupervised, fragment_rng)
+        corpus.passages.update(passages)
     for source, rows in examples.items():
         if not rows:
             raise InputError(f"{data_dir}: the {source!r} source has no examples; drop it from mix")
@@ -216,6 +240,53 @@ def cloze_pairs(docs: list[dict], limit: int | None, rng: np.random.Generator) -
             )
         )
     return out
+
+
+def fragment_pairs(
+    docs: list[dict], limit: int | None, rng: np.random.Generator
+) -> tuple[list[Example], dict[str, str]]:
+    """A few words of one seeded sentence of each abstract -> that sentence alone, with the
+    abstract's other sentences as its negatives; and the texts of those sentences by id.
+
+    The query keeps each word of the sentence with probability ``1 - FRAGMENT_DROP`` (at least
+    ``MIN_FRAGMENT_WORDS``, in their order) and is asked as "What ...?". It shares a few words
+    with its sentence and the topic with every negative, so matching the topic is not enough:
+    the model has to find the one sentence those words come from, as a question about a
+    paragraph points at one of its sentences. With 75 % of the words dropped, untrained
+    MiniLM MaxSim finds the sentence for 90 % of SciFact queries (docs/TRAINING.md).
+    """
+    examples: list[Example] = []
+    passages: dict[str, str] = {}
+    for d in _sample(docs, limit, rng):
+        sentences = [s for s in split_sentences(d["text"]) if len(s.split()) >= MIN_PASSAGE_WORDS]
+        usable = [i for i, s in enumerate(sentences) if len(s.split()) >= MIN_CLOZE_WORDS]
+        if len(sentences) < 3 or not usable:
+            continue
+        pick = usable[int(rng.integers(len(usable)))]
+        ids = [f"{d['id']}#{i}" for i in range(len(sentences))]
+        passages.update(zip(ids, sentences))
+        examples.append(
+            Example(
+                f"fragment:{d['id']}:{pick}",
+                "fragment",
+                fragment_question(sentences[pick], rng),
+                sentences[pick],
+                ids[pick],
+                (ids[pick],),
+                tuple(i for k, i in enumerate(ids) if k != pick),
+            )
+        )
+    return examples, passages
+
+
+def fragment_question(sentence: str, rng: np.random.Generator) -> str:
+    """``sentence`` with ``FRAGMENT_DROP`` of its words left out at random, as "What ...?"."""
+    words = sentence.rstrip(".!?").split()
+    keep = rng.random(len(words)) >= FRAGMENT_DROP
+    short = MIN_FRAGMENT_WORDS - int(keep.sum())
+    if short > 0:
+        keep[rng.choice(np.flatnonzero(~keep), size=short, replace=False)] = True
+    return "What " + " ".join(w for w, k in zip(words, keep) if k) + "?"
 
 
 _YEAR = re.compile(r"^(1[5-9]|20)\d\d$")

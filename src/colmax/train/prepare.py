@@ -21,7 +21,7 @@ import numpy as np
 
 from colmax.train import mining, teacher
 from colmax.train.config import TrainConfig
-from colmax.train.data import NEGATIVE_VARIANT, Corpus, Example, load_train_data
+from colmax.train.data import NEGATIVE_VARIANT, OWN_NEGATIVES, Corpus, Example, load_train_data
 from colmax.train.minilm import Features, features
 
 log = logging.getLogger(__name__)
@@ -81,27 +81,13 @@ def prepare(data_dir: str | Path, config: TrainConfig, cache_dir: Path) -> Prepa
     sources: dict[str, SourceData] = {}
     for source, examples in data.examples.items():
         ex_hash = _hash(f"{e.key}\0{e.query}\0{e.positive}" for e in examples)
-        neg_path = cache_dir / (
-            f"negatives-{source}-"
-            f"{mining.cache_key(*base, ex_hash, config.mining, config.mine_depth)}.json"
-        )
-        negatives = mining.read_json_cache(neg_path)
-        if negatives is None or len(negatives) != len(examples):
-            log.info("mining %d %s queries", len(examples), source)
-            negatives = mining.mine(
-                examples,
-                corpus,
-                methods=config.mining,
-                depth=config.mine_depth,
-                bm25=feats.bm25() if "bm25" in config.mining else None,
-                query_embeddings=feats.queries(source, examples).embeddings
-                if "biencoder" in config.mining
-                else None,
-                doc_embeddings=feats.corpus("full").embeddings
-                if "biencoder" in config.mining
-                else None,
+        if source in OWN_NEGATIVES:
+            negatives = [list(e.siblings[: config.mine_depth]) for e in examples]
+        else:
+            key = mining.cache_key(*base, ex_hash, config.mining, config.mine_depth)
+            negatives = _mined(
+                source, examples, feats, config, cache_dir / f"negatives-{source}-{key}.json"
             )
-            mining.write_json_cache(neg_path, negatives)
         data_for_source = SourceData(examples, negatives)
         if config.distill:
             t_path = cache_dir / (
@@ -133,6 +119,28 @@ def prepare(data_dir: str | Path, config: TrainConfig, cache_dir: Path) -> Prepa
     return Prepared(corpus, sources, data.val_queries, data.val_qrels, cached["pool"], report)
 
 
+def _mined(
+    source: str, examples: list[Example], feats: _Lazy, config: TrainConfig, path: Path
+) -> list[list[str]]:
+    """Each example's hard negatives (corpus ids), read from ``path`` or mined and saved."""
+    negatives = mining.read_json_cache(path)
+    if negatives is not None and len(negatives) == len(examples):
+        return negatives
+    log.info("mining %d %s queries", len(examples), source)
+    biencoder = "biencoder" in config.mining
+    negatives = mining.mine(
+        examples,
+        feats.c,
+        methods=config.mining,
+        depth=config.mine_depth,
+        bm25=feats.bm25() if "bm25" in config.mining else None,
+        query_embeddings=feats.queries(source, examples).embeddings if biencoder else None,
+        doc_embeddings=feats.corpus("full").embeddings if biencoder else None,
+    )
+    mining.write_json_cache(path, negatives)
+    return negatives
+
+
 class _Lazy:
     """MiniLM features, BM25 and the BM25 scorer, each built on first use only."""
 
@@ -141,7 +149,14 @@ class _Lazy:
         self.corpus = cache(self._corpus)
         self.bm25 = cache(lambda: mining.Bm25(corpus.full))
         self.scorer = cache(lambda: teacher.Bm25Scorer(corpus.full))
+        self.passages = cache(self._passages)
         self._queries: dict[str, Features] = {}
+
+    def _passages(self) -> tuple[dict[str, int], Features]:
+        """The corpus's passages (sentences some sources train on): row per id, features."""
+        ids = list(self.c.passages)
+        rows = {p: i for i, p in enumerate(ids)}
+        return rows, self.texts([self.c.passages[p] for p in ids], "MiniLM passages")
 
     def _corpus(self, variant: str) -> Features:
         texts = self.c.full if variant == "full" else self.c.body
@@ -170,32 +185,33 @@ def _teacher_scores(
 ) -> dict[str, np.ndarray]:
     variant = NEGATIVE_VARIANT[source]
     corpus = feats.c
-    docs = feats.corpus(variant)
-    texts = corpus.full if variant == "full" else corpus.body
     own = source == "sentence"  # the positive is a cut-down document: encode it as shown
     if own:
         positives = feats.texts([e.positive for e in examples], "MiniLM positives (sentence)")
+    rows, passages = feats.passages() if corpus.passages else ({}, None)
     q = feats.queries(source, examples)
 
+    def features_of(key: str) -> tuple[Features, int]:
+        if key.startswith("\0"):
+            if own:
+                return positives, int(key[1:])
+            key = examples[int(key[1:])].doc_id
+        if key in rows:
+            return passages, rows[key]  # type: ignore[return-value]
+        return feats.corpus(variant), corpus.position[key]  # encoded once, on first use
+
     def tokens_of(key: str) -> np.ndarray:
-        if key.startswith("\0") and own:
-            return positives.tokens[int(key[1:])]  # type: ignore[index]
-        return docs.tokens[_row(key)]  # type: ignore[index]
+        table, row = features_of(key)
+        return table.tokens[row]  # type: ignore[index]
 
     def embedding_of(key: str) -> np.ndarray:
-        if key.startswith("\0") and own:
-            return positives.embeddings[int(key[1:])]
-        return docs.embeddings[_row(key)]
+        table, row = features_of(key)
+        return table.embeddings[row]
 
     def text_of(key: str) -> str:
         if key.startswith("\0"):
             return examples[int(key[1:])].positive
-        return texts[corpus.position[key]]
-
-    def _row(key: str) -> int:
-        if key.startswith("\0"):
-            return corpus.position[examples[int(key[1:])].doc_id]
-        return corpus.position[key]
+        return corpus.text(key, variant)
 
     assert q.tokens is not None
     return teacher.component_scores(
