@@ -15,6 +15,8 @@ from colmax.train.data import (
     BatchPlan,
     cloze_pairs,
     cloze_question,
+    fragment_pairs,
+    fragment_question,
     load_train_data,
     sample_negatives,
     sentence_pairs,
@@ -120,6 +122,50 @@ def test_adding_the_cloze_source_leaves_the_other_sources_unchanged(tmp_path):
     )
     assert with_cloze.examples["sentence"] == without.examples["sentence"]
     assert with_cloze.examples["cloze"]
+
+
+def test_fragment_pairs_point_a_few_words_at_one_sentence_among_its_siblings():
+    text = (
+        "Too short. The first real sentence here has eight words. A second sentence of the "
+        "abstract is here too. The third one talks about river water and its salt."
+    )
+    docs = [
+        {"id": "x", "title": "T", "text": text},
+        {"id": "y", "title": "U", "text": "Only two sentences here. Not enough for siblings."},
+    ]
+    (pair,), passages = fragment_pairs(docs, None, np.random.default_rng(0))
+    sentences = split_sentences(text)[1:]  # "Too short." has fewer than 4 words: no passage
+    assert sorted(passages.values()) == sorted(sentences) and pair.source == "fragment"
+    assert pair.positive in sentences and passages[pair.doc_id] == pair.positive
+    assert pair.known == (pair.doc_id,) and pair.doc_id not in pair.siblings
+    assert sorted(passages[s] for s in pair.siblings) == sorted(
+        s for s in sentences if s != pair.positive
+    )
+    for seed in range(20):  # the kept words are a subsequence of the sentence, at least 2
+        sentence = "Lava from the volcano reached the sea after three long days"
+        question = fragment_question(sentence, np.random.default_rng(seed))
+        assert question.startswith("What ") and question.endswith("?")
+        kept, words = question[5:-1].split(), iter(sentence.split())
+        assert len(kept) >= 2 and all(w in words for w in kept)
+    lengths = [
+        len(fragment_question(" ".join(["w"] * 100), np.random.default_rng(s)).split()) - 1
+        for s in range(20)
+    ]
+    assert 15 <= np.mean(lengths) <= 35  # about a quarter of the words stay
+
+
+def test_the_fragment_source_adds_passages_and_leaves_the_rest_unchanged(tmp_path):
+    folder = write_beir(tmp_path / "beir", extra_sentence=True)
+    without = load_train_data(folder, mix={"labeled": 1, "sentence": 1}, val_fraction=0)
+    data = load_train_data(folder, mix={"labeled": 1, "sentence": 1, "fragment": 1}, val_fraction=0)
+    assert data.examples["sentence"] == without.examples["sentence"] and not without.corpus.passages
+    pairs = data.examples["fragment"]
+    assert len(pairs) == len(TOY_DOCS) and all(len(e.siblings) == 2 for e in pairs)
+    for e in pairs:
+        abstract = data.corpus.text(e.doc_id.split("#")[0], "body")
+        assert data.corpus.text(e.doc_id, "full") == e.positive and e.positive in abstract
+        assert all(data.corpus.text(s, "body") in abstract for s in e.siblings)
+    assert data.corpus.fingerprint() == without.corpus.fingerprint()  # the caches stay valid
 
 
 def test_batch_plan_is_a_pure_function_of_seed_and_epoch():

@@ -59,11 +59,16 @@ TOY_QUERIES = [
 ]
 
 
-def write_beir(folder: Path) -> Path:
+def write_beir(folder: Path, *, extra_sentence: bool = False) -> Path:
+    """The toy set as a BEIR folder; ``extra_sentence`` gives each document a third, longer
+    sentence (the ``fragment`` source needs three)."""
     folder.mkdir(parents=True)
     with (folder / "corpus.jsonl").open("w") as f:
         for d in TOY_DOCS:
-            f.write(json.dumps({"_id": d["id"], "title": d["title"], "text": d["text"]}) + "\n")
+            text = d["text"]
+            if extra_sentence:
+                text += f" This short note about {d['title'].lower()} was written for tests."
+            f.write(json.dumps({"_id": d["id"], "title": d["title"], "text": text}) + "\n")
     with (folder / "queries.jsonl").open("w") as f:
         for q, text, _ in TOY_QUERIES:
             f.write(json.dumps({"_id": q, "text": text}) + "\n")
