@@ -13,6 +13,7 @@ from colmax.encoder.checkpoints import DEFAULT_MODEL
 from colmax.train.drift import (
     backbone_drift,
     docstrings,
+    fragment_accuracy,
     general_drift,
     ranking_agreement,
     reference_manual,
@@ -57,3 +58,13 @@ def test_ranking_agreement_is_one_for_the_same_model_and_falls_with_fewer_dims()
     assert 0.3 < trained["16"] < trained["128"] < 1.0  # closer to MiniLM with more of its dims
     # MiniLM's own vectors cut to 16 dims (not a trained prefix) keep little of its ranking
     assert ranking_agreement(base, base, texts, (16,))["16"] < trained["16"]
+
+
+@pytest.mark.slow
+def test_fragment_accuracy_finds_the_sentence_a_few_words_come_from() -> None:
+    base = Encoder.load("colmax-minilm-v1", threads=1)
+    texts = reference_manual(10**6)[:150] or docstrings(150)
+    assert 0.7 < fragment_accuracy(base, texts) < 1.0  # chance is about 1 in 4
+    same = "The same sentence is written here again and again for the test."
+    assert fragment_accuracy(base, [" ".join([same] * 3)]) == 0.0  # a tie is not a hit
+    assert fragment_accuracy(base, ["Two sentences only are here. Nothing more is said."]) is None

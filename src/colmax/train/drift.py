@@ -13,6 +13,9 @@ Drift sees the backbone only. :func:`ranking_agreement` sees what backbone and p
 together: the mean top-10 overlap between a model's MaxSim ranking and the base model's
 (untrained MiniLM's raw 384-dim vectors for colmax's recipe) over reference-manual
 paragraphs, each paragraph's first sentence as the query and all of them as documents.
+:func:`fragment_accuracy` measures a skill rather than closeness to MiniLM: on the same
+paragraphs, how often a few words of one sentence find that sentence among its paragraph's
+(the ``fragment`` training source's task, on text no training reads).
 """
 
 from __future__ import annotations
@@ -124,3 +127,25 @@ def ranking_agreement(
         ours = top(truncate(q, dim), truncate(d, dim))
         out[str(dim)] = round(sum(len(a & b) for a, b in zip(ours, theirs)) / (k * len(ours)), 4)
     return out
+
+
+def fragment_accuracy(encoder: Encoder, paragraphs: Sequence[str], seed: int = 0) -> float | None:
+    """Share of fragment queries (:func:`colmax.train.data.fragment_pairs`, one per paragraph
+    with 3+ sentences) whose sentence ``encoder`` scores strictly above every other sentence
+    of its paragraph; None when no paragraph has enough sentences."""
+    from colmax.eval.neural import maxsim_rerank
+    from colmax.train.data import fragment_pairs
+
+    docs = [{"id": f"p{i}", "title": "", "text": text} for i, text in enumerate(paragraphs)]
+    examples, passages = fragment_pairs(docs, None, np.random.default_rng([seed, 9]))
+    if not examples:
+        return None
+    row = {p: i for i, p in enumerate(passages)}
+    queries = encoder.encode_queries([e.query for e in examples])
+    sentences = encoder.encode_documents(list(passages.values()))
+    hits = 0
+    for example, query in zip(examples, queries):
+        candidates = [sentences[row[p]] for p in (example.doc_id, *example.siblings)]
+        scores = maxsim_rerank(query, candidates)
+        hits += bool((scores[1:] < scores[0]).all())
+    return round(hits / len(examples), 4)

@@ -31,7 +31,13 @@ from colmax.encoder import Encoder
 from colmax.errors import InputError
 from colmax.train import checkpoint
 from colmax.train.config import TrainConfig, differences
-from colmax.train.drift import AGREEMENT_TEXTS, general_drift, ranking_agreement, reference_manual
+from colmax.train.drift import (
+    AGREEMENT_TEXTS,
+    fragment_accuracy,
+    general_drift,
+    ranking_agreement,
+    reference_manual,
+)
 from colmax.train.prepare import prepare
 from colmax.train.shipping import EXPORT_CHOICES, export, scored_step
 from colmax.train.student import BASE_CHECKPOINT, anchor_backbone, build_student, initial_student
@@ -147,6 +153,7 @@ def _final(
         "validation_full_corpus": metrics,
         "drift_from_step_0": _drift(encoder, run / INIT),
         "agreement_with_init": _agreement(encoder, config),
+        "fragment_task_reference_manual": fragment_accuracy(encoder, reference_manual(10**6)),
         "document_length": config.export_document_length,
         "query_length": config.saved_query_length,
         "train_seconds": round(trainer.elapsed, 1),
