@@ -134,6 +134,9 @@ def load_train_data(
     if mix.get("fragment", 0) > 0:  # its own generator too
         fragment_rng = np.random.default_rng([seed, 9])
         examples["fragment"], passages = fragment_pairs(beir.docs, max_unsupervised, fragment_rng)
+        clash = next((p for p in passages if p in corpus.position), None)
+        if clash is not None:
+            raise InputError(f"corpus id {clash!r} looks like a sentence id; drop 'fragment'")
         corpus.passages.update(passages)
     for source, rows in examples.items():
         if not rows:
