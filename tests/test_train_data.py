@@ -10,15 +10,14 @@ from toy_data import TOY_DOCS, write_beir
 
 from colmax.errors import InputError
 from colmax.train import mining, teacher
+from colmax.train.batches import BatchPlan, sample_negatives
 from colmax.train.config import TrainConfig, differences, parse_mix
 from colmax.train.data import (
-    BatchPlan,
     cloze_pairs,
     cloze_question,
     fragment_pairs,
     fragment_question,
     load_train_data,
-    sample_negatives,
     sentence_pairs,
     split_sentences,
     split_validation,

@@ -27,8 +27,9 @@ from torch import nn
 
 from colmax.maxsim import maxsim_padded
 from colmax.train import losses
+from colmax.train.batches import MicroBatch
 from colmax.train.config import TrainConfig
-from colmax.train.data import MicroBatch, split_sentences
+from colmax.train.data import split_sentences
 from colmax.train.student import Encoded, Student, prefix_maxsim
 
 

@@ -1,7 +1,7 @@
-"""Training examples and the order they are seen in.
+"""Training examples: where each query, its positive and its negatives come from.
 
-Three sources, each a list of :class:`Example` (a query, its positive text, and the corpus ids
-that must never be its negatives):
+Three default sources, each a list of :class:`Example` (a query, its positive text, and the
+corpus ids that must never be its negatives):
 
 * ``labeled``: (query, positive document) for every positive qrels row of the training split,
   minus the validation hold-out (a seeded share of the split's queries);
@@ -13,9 +13,7 @@ about one sentence -> the whole document) and ``fragment`` (a few words of one s
 sentence, against the other sentences of its abstract; see :func:`fragment_pairs`). Negatives
 of the first four are mined elsewhere (:mod:`colmax.train.mining`); for
 ``title`` pairs they are shown without their titles too, so that "has a title" never tells
-the positive apart. :class:`BatchPlan` fixes which examples form each micro-batch: the plan of
-epoch ``e`` is a pure function of (seed, e), so a position ``(epoch, index)`` is all a
-checkpoint has to remember.
+the positive apart. The order they are seen in is :mod:`colmax.train.batches`.
 """
 
 from __future__ import annotations
@@ -45,6 +43,7 @@ MIN_SENTENCE_WORDS = 6
 MIN_CLOZE_WORDS = 8
 FRAGMENT_DROP = 0.75  #: share of a sentence's words a ``fragment`` query leaves out
 MIN_FRAGMENT_WORDS = 2  #: words a ``fragment`` query keeps at least
+MIN_FRAGMENT_SENTENCE_WORDS = 8  #: words of a sentence a ``fragment`` query is cut from
 MIN_PASSAGE_WORDS = 4  #: shorter sentences are not ``fragment`` negatives
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
 
@@ -262,7 +261,9 @@ def fragment_pairs(
     passages: dict[str, str] = {}
     for d in _sample(docs, limit, rng):
         sentences = [s for s in split_sentences(d["text"]) if len(s.split()) >= MIN_PASSAGE_WORDS]
-        usable = [i for i, s in enumerate(sentences) if len(s.split()) >= MIN_CLOZE_WORDS]
+        usable = [
+            i for i, s in enumerate(sentences) if len(s.split()) >= MIN_FRAGMENT_SENTENCE_WORDS
+        ]
         if len(sentences) < 3 or not usable:
             continue
         pick = usable[int(rng.integers(len(usable)))]
@@ -329,84 +330,3 @@ def _sample(docs: list[dict], limit: int | None, rng: np.random.Generator) -> li
         return docs
     keep = np.sort(rng.choice(len(docs), size=limit, replace=False))
     return [docs[i] for i in keep]
-
-
-# --------------------------------------------------------------------------- batch order
-
-
-@dataclass(frozen=True)
-class MicroBatch:
-    """Which examples one forward pass sees, and where it sits in the run."""
-
-    epoch: int
-    index: int
-    source: str
-    rows: tuple[int, ...]  # positions in examples[source]
-
-
-class BatchPlan:
-    """Micro-batches per epoch: each source's examples shuffled and repeated ``mix`` times
-    (a fractional weight adds a seeded sample), cut into batches of one source each, and the
-    batches shuffled together. Batches smaller than 2 are dropped (nothing to contrast)."""
-
-    def __init__(
-        self, sizes: dict[str, int], mix: dict[str, float], batch_size: int, seed: int
-    ) -> None:
-        self.sizes = {s: n for s, n in sizes.items() if mix.get(s, 0) > 0 and n > 0}
-        if not self.sizes:
-            raise InputError("no training examples: every source is empty or has weight 0")
-        self.mix = mix
-        self.batch_size = batch_size
-        self.seed = seed
-        self._cache: dict[int, list[MicroBatch]] = {}
-
-    def epoch(self, epoch: int) -> list[MicroBatch]:
-        if epoch not in self._cache:
-            self._cache = {epoch: self._build(epoch)}
-        return self._cache[epoch]
-
-    def _build(self, epoch: int) -> list[MicroBatch]:
-        rng = np.random.default_rng([self.seed, 2, epoch])
-        batches: list[tuple[str, tuple[int, ...]]] = []
-        for source in sorted(self.sizes):
-            n, weight = self.sizes[source], self.mix[source]
-            whole = int(weight)
-            parts = [rng.permutation(n) for _ in range(whole)]
-            extra = round((weight - whole) * n)
-            if extra:
-                parts.append(rng.permutation(n)[:extra])
-            order = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
-            for lo in range(0, len(order), self.batch_size):
-                chunk = order[lo : lo + self.batch_size]
-                if len(chunk) >= 2:
-                    batches.append((source, tuple(int(i) for i in chunk)))
-        if not batches:
-            raise InputError(
-                "every micro-batch would hold fewer than 2 examples; add data or raise mix"
-            )
-        shuffled = rng.permutation(len(batches))
-        return [MicroBatch(epoch, k, *batches[j]) for k, j in enumerate(shuffled)]
-
-    def at(self, position: tuple[int, int]) -> tuple[MicroBatch, tuple[int, int]]:
-        """The micro-batch at ``(epoch, index)`` and the position after it."""
-        epoch, index = position
-        plan = self.epoch(epoch)
-        if index >= len(plan):
-            epoch, index = epoch + 1, 0
-            plan = self.epoch(epoch)
-        return plan[index], (epoch, index + 1)
-
-
-def sample_negatives(
-    candidates: list[list[str]], rows: tuple[int, ...], n: int, seed: int, batch: MicroBatch
-) -> list[list[int]]:
-    """For each row, ``n`` distinct positions in its candidate list (seeded by the batch's
-    position, so a resumed run draws the same ones). Short lists repeat their candidates."""
-    rng = np.random.default_rng([seed, 3, batch.epoch, batch.index])
-    out = []
-    for row in rows:
-        m = len(candidates[row])
-        if m == 0:
-            raise InputError(f"example {row} has no mined negatives; raise mine_depth")
-        out.append(rng.choice(m, size=n, replace=m < n).tolist())
-    return out

@@ -37,9 +37,9 @@ AGREEMENT_TEXTS = 400
 AGREEMENT_K = 10
 
 
-def reference_manual(limit: int = DRIFT_TEXTS) -> list[str]:
-    """Paragraphs of 25+ words from Python's reference manual, in a seeded order; empty when the
-    Python build leaves ``pydoc_data`` out."""
+def reference_manual(limit: int | None = DRIFT_TEXTS) -> list[str]:
+    """Paragraphs of 25+ words from Python's reference manual (the first ``limit``; None: all
+    771), in a seeded order; empty when the Python build leaves ``pydoc_data`` out."""
     try:
         from pydoc_data.topics import topics
     except ImportError:

@@ -153,7 +153,7 @@ def _final(
         "validation_full_corpus": metrics,
         "drift_from_step_0": _drift(encoder, run / INIT),
         "agreement_with_init": _agreement(encoder, config),
-        "fragment_task_reference_manual": fragment_accuracy(encoder, reference_manual(10**6)),
+        "fragment_task_reference_manual": fragment_accuracy(encoder, reference_manual(None)),
         "document_length": config.export_document_length,
         "query_length": config.saved_query_length,
         "train_seconds": round(trainer.elapsed, 1),

@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 
 from colmax.train import checkpoint, losses
 from colmax.train.anchor import Anchors
+from colmax.train.batches import BatchPlan, MicroBatch, sample_negatives
 from colmax.train.config import TrainConfig
-from colmax.train.data import NEGATIVE_VARIANT, BatchPlan, MicroBatch, sample_negatives
+from colmax.train.data import NEGATIVE_VARIANT
 from colmax.train.prepare import Prepared
 from colmax.train.student import Student, prefix_maxsim
 from colmax.train.teacher import fuse, teacher_weights
