@@ -137,7 +137,8 @@ def test_ctrl_c_checkpoints_and_stops_and_a_second_one_stops_at_once(tiny, tmp_p
 
 
 @pytest.mark.slow
-def test_the_fragment_source_trains_on_sentences_with_their_siblings_as_negatives(tiny, tmp_path):
+@pytest.mark.parametrize("source", ["fragment", "question"])
+def test_sentence_sources_train_with_their_siblings_as_negatives(tiny, tmp_path, source):
     """Real MiniLM teacher scores over passages (sentences), no mining, then training steps."""
     from colmax.eval.neural import maxsim_rerank
     from colmax.train.minilm import features
@@ -145,22 +146,24 @@ def test_the_fragment_source_trains_on_sentences_with_their_siblings_as_negative
     from colmax.train.trainer import Trainer
 
     data = write_beir(tmp_path / "beir", extra_sentence=True)
-    config = toy_config(tiny, mix={"labeled": 1, "fragment": 1}, max_steps=4, val_fraction=0.25)
+    config = toy_config(
+        tiny, mix={"labeled": 1, source: 1}, max_steps=4, val_fraction=0.25, max_unsupervised=8
+    )
     prepared = prepare(data, config, tmp_path / "cache")
-    fragment = prepared.sources["fragment"]
-    assert fragment.negatives == [list(e.siblings) for e in fragment.examples]
-    assert not list((tmp_path / "cache").glob("negatives-fragment-*"))  # nothing mined
-    e, negatives = fragment.examples[0], fragment.negatives[0]
+    own = prepared.sources[source]
+    assert own.negatives == [list(e.siblings[: config.mine_depth]) for e in own.examples]
+    assert not list((tmp_path / "cache").glob(f"negatives-{source}-*"))  # nothing mined
+    e, negatives = own.examples[0], own.negatives[0]
     texts = [e.positive, *(prepared.corpus.text(n, "full") for n in negatives)]
     query = features([e.query], max_tokens=QUERY_TOKENS, bf16=prepared.report["bf16"])
     docs = features(texts, max_tokens=config.document_length, bf16=prepared.report["bf16"])
     want = maxsim_rerank(query.tokens[0], docs.tokens)
-    got = fragment.teacher["maxsim"][0]
+    got = own.teacher["maxsim"][0]
     assert np.allclose(got[: len(texts)], want, rtol=1e-3) and np.isnan(got[len(texts) :]).all()
 
     checkpoint.seed_everything(config.seed)
     trainer = Trainer(build_student(config), prepared, config, tmp_path / "run")
-    batch = next(b for b in trainer.plan.epoch(0) if b.source == "fragment")
+    batch = next(b for b in trainer.plan.epoch(0) if b.source == source)
     loss, parts, _ = trainer.micro_batch(batch)
     assert torch.isfinite(loss) and parts["kl@16"] >= 0
     trainer.fit()

@@ -114,7 +114,9 @@ def train_command(
     mix: Annotated[
         str,
         typer.Option(
-            "--mix", help="Passes per epoch per source: labeled, title, sentence, cloze, fragment."
+            "--mix",
+            help="Passes per epoch per source: labeled, title, sentence, cloze, fragment, "
+            "question.",
         ),
     ] = "labeled=2,title=1,sentence=1",
     max_unsupervised: Annotated[int | None, typer.Option("--max-unsupervised", min=1)] = None,

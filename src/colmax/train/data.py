@@ -10,7 +10,9 @@ corpus ids that must never be its negatives):
 
 The last two need no labels, nor do two more, off by default: ``cloze`` (a crude question
 about one sentence -> the whole document) and ``fragment`` (a few words of one sentence -> that
-sentence, against the other sentences of its abstract; see :func:`fragment_pairs`). Negatives
+sentence, against the other sentences of its abstract; see :func:`fragment_pairs`). A fifth,
+``question``, is written questions about standard-library docstrings
+(:mod:`colmax.train.questions`). Negatives
 of the first four are mined elsewhere (:mod:`colmax.train.mining`); for
 ``title`` pairs they are shown without their titles too, so that "has a title" never tells
 the positive apart. The order they are seen in is :mod:`colmax.train.batches`.
@@ -36,9 +38,10 @@ NEGATIVE_VARIANT = {
     "sentence": "full",
     "cloze": "full",
     "fragment": "full",
+    "question": "full",
 }
 #: sources whose examples bring their negatives (``Example.siblings``) instead of mining them
-OWN_NEGATIVES = frozenset({"fragment"})
+OWN_NEGATIVES = frozenset({"fragment", "question"})
 MIN_SENTENCE_WORDS = 6
 MIN_CLOZE_WORDS = 8
 FRAGMENT_DROP = 0.75  #: share of a sentence's words a ``fragment`` query leaves out
@@ -133,10 +136,12 @@ def load_train_data(
     if mix.get("fragment", 0) > 0:  # its own generator too
         fragment_rng = np.random.default_rng([seed, 9])
         examples["fragment"], passages = fragment_pairs(beir.docs, max_unsupervised, fragment_rng)
-        clash = next((p for p in passages if p in corpus.position), None)
-        if clash is not None:
-            raise InputError(f"corpus id {clash!r} looks like a sentence id; drop 'fragment'")
-        corpus.passages.update(passages)
+        _add_passages(corpus, passages, "fragment")
+    if mix.get("question", 0) > 0:  # written questions about docstrings (colmax.train.questions)
+        from colmax.train.questions import question_pairs
+
+        examples["question"], passages = question_pairs(max_unsupervised, seed)
+        _add_passages(corpus, passages, "question")
     for source, rows in examples.items():
         if not rows:
             raise InputError(f"{data_dir}: the {source!r} source has no examples; drop it from mix")
@@ -146,6 +151,13 @@ def load_train_data(
         val_queries={q: texts[q] for q in val_ids},
         val_qrels={q: beir.qrels[q] for q in val_ids},
     )
+
+
+def _add_passages(corpus: Corpus, passages: dict[str, str], source: str) -> None:
+    clash = next((p for p in passages if p in corpus.position), None)
+    if clash is not None:
+        raise InputError(f"corpus id {clash!r} looks like a sentence id; drop {source!r}")
+    corpus.passages.update(passages)
 
 
 def split_validation(

@@ -39,6 +39,7 @@ from colmax.train.drift import (
     reference_manual,
 )
 from colmax.train.prepare import prepare
+from colmax.train.questions import question_task
 from colmax.train.shipping import EXPORT_CHOICES, export, scored_step
 from colmax.train.student import BASE_CHECKPOINT, anchor_backbone, build_student, initial_student
 from colmax.train.trainer import INIT, LAST, Trainer
@@ -154,6 +155,7 @@ def _final(
         "drift_from_step_0": _drift(encoder, run / INIT),
         "agreement_with_init": _agreement(encoder, config),
         "fragment_task_reference_manual": fragment_accuracy(encoder, reference_manual(None)),
+        "question_task_reference_manual": question_task(encoder),
         "document_length": config.export_document_length,
         "query_length": config.saved_query_length,
         "train_seconds": round(trainer.elapsed, 1),

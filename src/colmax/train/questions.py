@@ -1,0 +1,181 @@
+"""Written questions about text every machine has: the ``question`` training source and a
+held-out question task.
+
+SciFact's claims are the only real queries in the training data, and none of them is a
+question. These files hold questions written for colmax (by its developers, with LLM
+assistants, reading each text; never produced by a template): each one is answered by one
+sentence of a paragraph, as SQuAD's crowd workers wrote questions about Wikipedia paragraphs.
+
+* ``questions/stdlib.jsonl`` (training): about standard-library docstrings
+  (:func:`colmax.demo.stdlib_corpus`), up to two questions per docstring of 3+ sentences.
+* ``questions/reference.jsonl`` (held out, never trained on): one question per paragraph of
+  Python's reference manual with 3+ sentences (:func:`colmax.train.drift.reference_manual`,
+  text no training or anchor reads).
+
+A row names its text (docstring or paragraph id, sentence position) and the sentence's hash
+instead of copying it; the sentences come from the running Python. Rows whose sentence is not
+there, or reads differently (another Python version), are left out and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from colmax.errors import InputError
+
+QUESTIONS_DIR = Path(__file__).parent / "questions"
+TRAINING_FILE = QUESTIONS_DIR / "stdlib.jsonl"
+HELD_OUT_FILE = QUESTIONS_DIR / "reference.jsonl"
+MIN_SENTENCES = 3  #: paragraphs with fewer sentences got no questions
+WRITTEN_ON = "3.11"  #: the Python whose docstrings and manual the questions were written about
+
+
+@dataclass(frozen=True)
+class Question:
+    """A written question and the sentence of one paragraph that answers it."""
+
+    paragraph: str  # the paragraph's id: a docstring's qualified name, or ``ref<i>``
+    sentence: int  # position in ``paragraph_sentences(paragraph text)``
+    text: str
+
+
+def paragraph_sentences(text: str) -> list[str]:
+    """The sentences a question may point at: ``fragment``'s split, 4+ words each."""
+    from colmax.train.data import MIN_PASSAGE_WORDS, split_sentences
+
+    return [s for s in split_sentences(text) if len(s.split()) >= MIN_PASSAGE_WORDS]
+
+
+def sentence_hash(sentence: str) -> str:
+    return hashlib.sha256(sentence.encode()).hexdigest()[:12]
+
+
+def stdlib_paragraphs() -> dict[str, list[str]]:
+    """Docstring id -> sentences, for the docstrings of 3+ sentences of this Python."""
+    from colmax.demo import stdlib_corpus
+
+    return _with_enough_sentences({d["id"]: d["text"] for d in stdlib_corpus()})
+
+
+def reference_paragraphs() -> dict[str, list[str]]:
+    """``ref<i>`` -> sentences, for the reference manual's paragraphs of 3+ sentences (``i``:
+    position in ``reference_manual(None)``, which is seeded)."""
+    from colmax.train.drift import reference_manual
+
+    return _with_enough_sentences({f"ref{i}": p for i, p in enumerate(reference_manual(None))})
+
+
+def load_questions(path: Path, paragraphs: dict[str, list[str]]) -> tuple[list[Question], int]:
+    """The questions of ``path`` whose sentence is in ``paragraphs`` as written, and how many
+    were left out because it is not."""
+    if not path.is_file():
+        raise InputError(f"{path}: question file missing; reinstall colmax")
+    kept, missing = [], 0
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            question = Question(str(row["doc"]), int(row["sentence"]), str(row["question"]))
+            digest = str(row["sha"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{path}:{number}: not a question row ({exc})") from None
+        sentences = paragraphs.get(question.paragraph, [])
+        if question.sentence < len(sentences) and (
+            sentence_hash(sentences[question.sentence]) == digest
+        ):
+            kept.append(question)
+        else:
+            missing += 1
+    return kept, missing
+
+
+def passage_id(prefix: str, paragraph: str, sentence: int) -> str:
+    return f"{prefix}:{paragraph}#{sentence}"
+
+
+def question_pairs(
+    limit: int | None = None,
+    seed: int = 0,
+    *,
+    path: Path = TRAINING_FILE,
+    paragraphs: dict[str, list[str]] | None = None,
+) -> tuple[list[Any], dict[str, str]]:
+    """The ``question`` source: each written question -> its sentence alone, with the other
+    sentences of its docstring as negatives (``Example.siblings``, as ``fragment``); and the
+    texts of those sentences by passage id (``stdlib:<docstring>#<i>``). ``limit`` keeps a
+    seeded sample of that many questions."""
+    from colmax.train.data import Example
+
+    paragraphs = stdlib_paragraphs() if paragraphs is None else paragraphs
+    questions, _ = load_questions(path, paragraphs)
+    if limit is not None and limit < len(questions):
+        keep = np.random.default_rng([seed, 10]).choice(len(questions), size=limit, replace=False)
+        questions = [questions[i] for i in sorted(keep)]
+    examples: list[Example] = []
+    passages: dict[str, str] = {}
+    for n, q in enumerate(questions):
+        ids = [passage_id("stdlib", q.paragraph, i) for i in range(len(paragraphs[q.paragraph]))]
+        passages.update(zip(ids, paragraphs[q.paragraph]))
+        examples.append(
+            Example(
+                f"question:{n}",
+                "question",
+                q.text,
+                paragraphs[q.paragraph][q.sentence],
+                ids[q.sentence],
+                (ids[q.sentence],),
+                tuple(i for k, i in enumerate(ids) if k != q.sentence),
+            )
+        )
+    return examples, passages
+
+
+def question_task(
+    encoder: Any,
+    path: Path = HELD_OUT_FILE,
+    paragraphs: dict[str, list[str]] | None = None,
+) -> dict[str, float] | None:
+    """The held-out question task, XQuAD-R's shape: every sentence of every paragraph is a
+    document, each question has one relevant sentence. Returns nDCG@10 and the share of
+    questions whose sentence ranks first (``accuracy@1``) at ``encoder``'s full dim, and the
+    number of questions; None when none of the file's sentences is on this Python."""
+    from colmax.eval.neural import maxsim_top_k
+
+    paragraphs = reference_paragraphs() if paragraphs is None else paragraphs
+    questions, _ = load_questions(path, paragraphs)
+    if not questions:
+        return None
+    ids = [(p, i) for p, sentences in paragraphs.items() for i in range(len(sentences))]
+    row = {key: n for n, key in enumerate(ids)}
+    documents = encoder.encode_documents([paragraphs[p][i] for p, i in ids])
+    ranked = maxsim_top_k(encoder.encode_queries([q.text for q in questions]), documents, 10)
+    return _rank_scores([row[(q.paragraph, q.sentence)] for q in questions], ranked)
+
+
+def _rank_scores(targets: Sequence[int], ranked: Sequence[Any]) -> dict[str, float]:
+    ndcg = first = 0.0
+    for target, (top, _) in zip(targets, ranked):
+        hits = [k for k, doc in enumerate(top.tolist()) if doc == target]
+        if hits:
+            ndcg += 1.0 / math.log2(hits[0] + 2)
+            first += hits[0] == 0
+    n = len(targets)
+    return {"ndcg@10": round(ndcg / n, 4), "accuracy@1": round(first / n, 4), "questions": n}
+
+
+def _with_enough_sentences(texts: dict[str, str]) -> dict[str, list[str]]:
+    out = {}
+    for key, text in texts.items():
+        sentences = paragraph_sentences(text)
+        if len(sentences) >= MIN_SENTENCES:
+            out[key] = sentences
+    return out
