@@ -16,6 +16,7 @@ from colmax.train.questions import (
     HELD_OUT_FILE,
     TRAINING_FILE,
     WRITTEN_ON,
+    docstring_question_pairs,
     load_questions,
     question_pairs,
     question_task,
@@ -113,14 +114,15 @@ def test_a_question_whose_sentence_changed_is_left_out_and_counted(tmp_path) -> 
         load_questions(tmp_path / "nothing.jsonl", PARAGRAPHS)
 
 
-def test_the_question_source_adds_passages_and_leaves_the_rest_unchanged(tmp_path) -> None:
+@pytest.mark.parametrize("source", ["question", "docquestion"])
+def test_the_question_sources_add_passages_and_leave_the_rest_unchanged(tmp_path, source) -> None:
     folder = write_beir(tmp_path / "beir")
     without = load_train_data(folder, mix={"labeled": 1, "title": 1}, val_fraction=0)
     data = load_train_data(
-        folder, mix={"labeled": 1, "title": 1, "question": 1}, val_fraction=0, max_unsupervised=12
+        folder, mix={"labeled": 1, "title": 1, source: 1}, val_fraction=0, max_unsupervised=12
     )
     assert data.examples["title"] == without.examples["title"]
-    pairs = data.examples["question"]
+    pairs = data.examples[source]
     assert len(pairs) == 12 and all(e.siblings for e in pairs)
     for e in pairs:
         assert data.corpus.text(e.doc_id, "full") == e.positive
@@ -157,3 +159,27 @@ def test_the_held_out_question_task_ranks_every_sentence_of_the_manual(tmp_path)
     write_rows(wrong, rows)
     assert question_task(base, wrong, paragraphs)["ndcg@10"] < written["ndcg@10"] - 0.2
     assert question_task(base, wrong, {}) is None
+
+
+def test_docstring_questions_point_at_the_whole_docstring_among_its_module(tmp_path) -> None:
+    docstrings = {
+        "os.listdir": ("os", " ".join(PARAGRAPHS["os.listdir"])),
+        "os.scandir": ("os", "Return an iterator of DirEntry objects for the directory entries."),
+        "os.getpid": ("os", "Return the current process id."),
+        "json.dumps": ("json", " ".join(PARAGRAPHS["json.dumps"])),
+    }
+    path = tmp_path / "q.jsonl"
+    write_rows(
+        path,
+        [
+            row("os.listdir", 1, "Does os.listdir sort the names it returns?"),
+            row("json.dumps", 2, "How do I pretty-print JSON with json.dumps?"),  # alone in json
+        ],
+    )
+    (example,), passages = docstring_question_pairs(path=path, docstrings=docstrings)
+    assert example.source == "docquestion" and example.positive == docstrings["os.listdir"][1]
+    assert example.doc_id == "stdlib:os.listdir" and example.known == ("stdlib:os.listdir",)
+    # module-mates only, the one sharing more words with the positive first
+    assert example.siblings == ("stdlib:os.scandir", "stdlib:os.getpid")
+    assert set(passages) == {"stdlib:os.listdir", "stdlib:os.scandir", "stdlib:os.getpid"}
+    assert passages["stdlib:os.getpid"] == "Return the current process id."

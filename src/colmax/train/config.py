@@ -14,7 +14,7 @@ from typing import Any
 
 from colmax.errors import InputError
 
-SOURCES = ("labeled", "title", "sentence", "cloze", "fragment", "question")
+SOURCES = ("labeled", "title", "sentence", "cloze", "fragment", "question", "docquestion")
 LOSSES = ("ce", "pairwise", "hinge")
 TEACHERS = ("none", "maxsim", "bm25", "biencoder", "fusion")
 MINERS = ("bm25", "biencoder")

@@ -10,9 +10,9 @@ corpus ids that must never be its negatives):
 
 The last two need no labels, nor do two more, off by default: ``cloze`` (a crude question
 about one sentence -> the whole document) and ``fragment`` (a few words of one sentence -> that
-sentence, against the other sentences of its abstract; see :func:`fragment_pairs`). A fifth,
-``question``, is written questions about standard-library docstrings
-(:mod:`colmax.train.questions`). Negatives
+sentence, against the other sentences of its abstract; see :func:`fragment_pairs`). Two more,
+``question`` and ``docquestion``, are written questions about standard-library docstrings
+(:mod:`colmax.train.questions`), answered by one sentence or by the whole docstring. Negatives
 of the first four are mined elsewhere (:mod:`colmax.train.mining`); for
 ``title`` pairs they are shown without their titles too, so that "has a title" never tells
 the positive apart. The order they are seen in is :mod:`colmax.train.batches`.
@@ -39,9 +39,10 @@ NEGATIVE_VARIANT = {
     "cloze": "full",
     "fragment": "full",
     "question": "full",
+    "docquestion": "full",
 }
 #: sources whose examples bring their negatives (``Example.siblings``) instead of mining them
-OWN_NEGATIVES = frozenset({"fragment", "question"})
+OWN_NEGATIVES = frozenset({"fragment", "question", "docquestion"})
 MIN_SENTENCE_WORDS = 6
 MIN_CLOZE_WORDS = 8
 FRAGMENT_DROP = 0.75  #: share of a sentence's words a ``fragment`` query leaves out
@@ -142,6 +143,11 @@ def load_train_data(
 
         examples["question"], passages = question_pairs(max_unsupervised, seed)
         _add_passages(corpus, passages, "question")
+    if mix.get("docquestion", 0) > 0:  # the same questions -> their whole docstring
+        from colmax.train.questions import docstring_question_pairs
+
+        examples["docquestion"], passages = docstring_question_pairs(max_unsupervised, seed)
+        _add_passages(corpus, passages, "docquestion")
     for source, rows in examples.items():
         if not rows:
             raise InputError(f"{data_dir}: the {source!r} source has no examples; drop it from mix")

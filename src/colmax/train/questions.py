@@ -65,6 +65,13 @@ def stdlib_paragraphs() -> dict[str, list[str]]:
     return _with_enough_sentences({d["id"]: d["text"] for d in stdlib_corpus()})
 
 
+def stdlib_modules() -> dict[str, tuple[str, str]]:
+    """Docstring id -> (its module, its text), for every docstring of this Python."""
+    from colmax.demo import stdlib_corpus
+
+    return {d["id"]: (d["metadata"]["module"], d["text"]) for d in stdlib_corpus()}
+
+
 def reference_paragraphs() -> dict[str, list[str]]:
     """``ref<i>`` -> sentences, for the reference manual's paragraphs of 3+ sentences (``i``:
     position in ``reference_manual(None)``, which is seeded)."""
@@ -117,9 +124,7 @@ def question_pairs(
 
     paragraphs = stdlib_paragraphs() if paragraphs is None else paragraphs
     questions, _ = load_questions(path, paragraphs)
-    if limit is not None and limit < len(questions):
-        keep = np.random.default_rng([seed, 10]).choice(len(questions), size=limit, replace=False)
-        questions = [questions[i] for i in sorted(keep)]
+    questions = _seeded_sample(questions, limit, seed)
     examples: list[Example] = []
     passages: dict[str, str] = {}
     for n, q in enumerate(questions):
@@ -134,6 +139,46 @@ def question_pairs(
                 ids[q.sentence],
                 (ids[q.sentence],),
                 tuple(i for k, i in enumerate(ids) if k != q.sentence),
+            )
+        )
+    return examples, passages
+
+
+def docstring_question_pairs(
+    limit: int | None = None,
+    seed: int = 0,
+    *,
+    path: Path = TRAINING_FILE,
+    docstrings: dict[str, tuple[str, str]] | None = None,
+) -> tuple[list[Any], dict[str, str]]:
+    """The ``docquestion`` source: the same written questions -> the whole docstring they were
+    written about (passage level, as most retrieval sets are), with the other docstrings of
+    its module as negatives, those sharing the most words with it first; and the docstrings'
+    texts by passage id (``stdlib:<docstring>``). Questions about a module's only docstring
+    are left out."""
+    from colmax.train.data import Example
+
+    docstrings = stdlib_modules() if docstrings is None else docstrings
+    paragraphs = _with_enough_sentences({k: text for k, (_, text) in docstrings.items()})
+    questions, _ = load_questions(path, paragraphs)
+    questions = _seeded_sample(questions, limit, seed)
+    by_module: dict[str, list[str]] = {}
+    for key, (module, _) in docstrings.items():
+        by_module.setdefault(module, []).append(key)
+    words = {key: set(text.lower().split()) for key, (_, text) in docstrings.items()}
+    examples: list[Example] = []
+    passages: dict[str, str] = {}
+    for n, q in enumerate(questions):
+        mates = [k for k in by_module[docstrings[q.paragraph][0]] if k != q.paragraph]
+        if not mates:
+            continue  # a module of one docstring: nothing to tell it apart from
+        mates.sort(key=lambda k: -len(words[k] & words[q.paragraph]))  # stable: module order
+        ids = [f"stdlib:{k}" for k in (q.paragraph, *mates)]
+        passages.update((i, docstrings[k][1]) for i, k in zip(ids, (q.paragraph, *mates)))
+        text = docstrings[q.paragraph][1]
+        examples.append(
+            Example(
+                f"docquestion:{n}", "docquestion", q.text, text, ids[0], (ids[0],), tuple(ids[1:])
             )
         )
     return examples, passages
@@ -179,3 +224,10 @@ def _with_enough_sentences(texts: dict[str, str]) -> dict[str, list[str]]:
         if len(sentences) >= MIN_SENTENCES:
             out[key] = sentences
     return out
+
+
+def _seeded_sample(questions: list[Question], limit: int | None, seed: int) -> list[Question]:
+    if limit is None or limit >= len(questions):
+        return questions
+    keep = np.random.default_rng([seed, 10]).choice(len(questions), size=limit, replace=False)
+    return [questions[i] for i in sorted(keep)]
