@@ -1,5 +1,5 @@
-"""Written questions about text every machine has: the ``question`` training source and a
-held-out question task.
+"""Written questions about text every machine has: the ``question`` and ``docquestion``
+training sources and a held-out question task.
 
 SciFact's claims are the only real queries in the training data, and none of them is a
 question. These files hold questions written for colmax (by its developers, with LLM
@@ -60,9 +60,7 @@ def sentence_hash(sentence: str) -> str:
 
 def stdlib_paragraphs() -> dict[str, list[str]]:
     """Docstring id -> sentences, for the docstrings of 3+ sentences of this Python."""
-    from colmax.demo import stdlib_corpus
-
-    return _with_enough_sentences({d["id"]: d["text"] for d in stdlib_corpus()})
+    return _with_enough_sentences({key: text for key, (_, text) in stdlib_modules().items()})
 
 
 def stdlib_modules() -> dict[str, tuple[str, str]]:
