@@ -278,7 +278,7 @@ def fragment_pairs(
     examples: list[Example] = []
     passages: dict[str, str] = {}
     for d in _sample(docs, limit, rng):
-        sentences = [s for s in split_sentences(d["text"]) if len(s.split()) >= MIN_PASSAGE_WORDS]
+        sentences = paragraph_sentences(d["text"])
         usable = [
             i for i, s in enumerate(sentences) if len(s.split()) >= MIN_FRAGMENT_SENTENCE_WORDS
         ]
@@ -341,6 +341,11 @@ def cloze_question(sentence: str, rng: np.random.Generator) -> str:
 def split_sentences(text: str) -> list[str]:
     """Sentences at ``.``, ``!`` or ``?`` followed by a space and a capital, digit or bracket."""
     return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def paragraph_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` a query may point at (``fragment``, ``question``): 4+ words."""
+    return [s for s in split_sentences(text) if len(s.split()) >= MIN_PASSAGE_WORDS]
 
 
 def _sample(docs: list[dict], limit: int | None, rng: np.random.Generator) -> list[dict]:

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +42,8 @@ class Question:
     """A written question and the sentence of one paragraph that answers it."""
 
     paragraph: str  # the paragraph's id: a docstring's qualified name, or ``ref<i>``
-    sentence: int  # position in ``paragraph_sentences(paragraph text)``
+    sentence: int  # position in ``data.paragraph_sentences(paragraph text)``
     text: str
-
-
-def paragraph_sentences(text: str) -> list[str]:
-    """The sentences a question may point at: ``fragment``'s split, 4+ words each."""
-    from colmax.train.data import MIN_PASSAGE_WORDS, split_sentences
-
-    return [s for s in split_sentences(text) if len(s.split()) >= MIN_PASSAGE_WORDS]
 
 
 def sentence_hash(sentence: str) -> str:
@@ -63,8 +55,10 @@ def stdlib_paragraphs() -> dict[str, list[str]]:
     return _with_enough_sentences({key: text for key, (_, text) in stdlib_modules().items()})
 
 
+@cache
 def stdlib_modules() -> dict[str, tuple[str, str]]:
-    """Docstring id -> (its module, its text), for every docstring of this Python."""
+    """Docstring id -> (its module, its text), for every docstring of this Python (built once:
+    importing the modules is the slow part; callers only read it)."""
     from colmax.demo import stdlib_corpus
 
     return {d["id"]: (d["metadata"]["module"], d["text"]) for d in stdlib_corpus()}
@@ -103,10 +97,6 @@ def load_questions(path: Path, paragraphs: dict[str, list[str]]) -> tuple[list[Q
     return kept, missing
 
 
-def passage_id(prefix: str, paragraph: str, sentence: int) -> str:
-    return f"{prefix}:{paragraph}#{sentence}"
-
-
 def question_pairs(
     limit: int | None = None,
     seed: int = 0,
@@ -126,7 +116,7 @@ def question_pairs(
     examples: list[Example] = []
     passages: dict[str, str] = {}
     for n, q in enumerate(questions):
-        ids = [passage_id("stdlib", q.paragraph, i) for i in range(len(paragraphs[q.paragraph]))]
+        ids = [f"stdlib:{q.paragraph}#{i}" for i in range(len(paragraphs[q.paragraph]))]
         passages.update(zip(ids, paragraphs[q.paragraph]))
         examples.append(
             Example(
@@ -197,25 +187,32 @@ def question_task(
     questions, _ = load_questions(path, paragraphs)
     if not questions:
         return None
-    ids = [(p, i) for p, sentences in paragraphs.items() for i in range(len(sentences))]
-    row = {key: n for n, key in enumerate(ids)}
-    documents = encoder.encode_documents([paragraphs[p][i] for p, i in ids])
+    from colmax.eval.metrics import evaluate
+
+    ids = [f"{p}#{i}" for p, sentences in paragraphs.items() for i in range(len(sentences))]
+    documents = encoder.encode_documents([paragraphs[p][i] for p, i in map(_split_id, ids)])
     ranked = maxsim_top_k(encoder.encode_queries([q.text for q in questions]), documents, 10)
-    return _rank_scores([row[(q.paragraph, q.sentence)] for q in questions], ranked)
+    qrels = {str(n): {f"{q.paragraph}#{q.sentence}": 1} for n, q in enumerate(questions)}
+    run = {
+        str(n): {ids[d]: float(score) for d, score in zip(top.tolist(), scores.tolist())}
+        for n, (top, scores) in enumerate(ranked)
+    }
+    found = evaluate(qrels, run, ("ndcg@10", "recall@1"))
+    return {
+        "ndcg@10": round(found["ndcg@10"], 4),
+        "accuracy@1": round(found["recall@1"], 4),  # one relevant sentence per question
+        "questions": len(questions),
+    }
 
 
-def _rank_scores(targets: Sequence[int], ranked: Sequence[Any]) -> dict[str, float]:
-    ndcg = first = 0.0
-    for target, (top, _) in zip(targets, ranked):
-        hits = [k for k, doc in enumerate(top.tolist()) if doc == target]
-        if hits:
-            ndcg += 1.0 / math.log2(hits[0] + 2)
-            first += hits[0] == 0
-    n = len(targets)
-    return {"ndcg@10": round(ndcg / n, 4), "accuracy@1": round(first / n, 4), "questions": n}
+def _split_id(passage: str) -> tuple[str, int]:
+    paragraph, sentence = passage.rsplit("#", 1)
+    return paragraph, int(sentence)
 
 
 def _with_enough_sentences(texts: dict[str, str]) -> dict[str, list[str]]:
+    from colmax.train.data import paragraph_sentences
+
     out = {}
     for key, text in texts.items():
         sentences = paragraph_sentences(text)
