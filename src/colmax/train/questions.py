@@ -7,7 +7,8 @@ assistants, reading each text; never produced by a template): each one is answer
 sentence of a paragraph, as SQuAD's crowd workers wrote questions about Wikipedia paragraphs.
 
 * ``questions/stdlib.jsonl`` (training): about standard-library docstrings
-  (:func:`colmax.demo.stdlib_corpus`), up to two questions per docstring of 3+ sentences.
+  (:func:`colmax.demo.stdlib_corpus`), up to three per docstring of 3+ sentences, each about
+  a different sentence.
 * ``questions/reference.jsonl`` (held out, never trained on): one question per paragraph of
   Python's reference manual with 3+ sentences (:func:`colmax.train.drift.reference_manual`,
   text no training or anchor reads).
