@@ -201,6 +201,8 @@ def test_cli_train_end_to_end_with_the_minilm_teacher(tiny, tmp_path):
     assert (min(drift.values()) > 0) == (final["best_step"] > 0)
     assert colmax.Encoder.load(run / "model").dim == 16
     assert final["query_length"] == colmax.Encoder.load(run / "model").config.query_length == 24
+    record = json.loads((run / "model" / "colmax_model.json").read_text())["training"]
+    assert record["final"]["validation_full_corpus"] == final["validation_full_corpus"]
     assert list((run / "cache").glob("negatives-*.json"))
 
     again = CliRunner().invoke(app, args)  # finished: resumes, does nothing, same model

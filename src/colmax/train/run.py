@@ -40,7 +40,7 @@ from colmax.train.drift import (
 )
 from colmax.train.prepare import prepare
 from colmax.train.questions import question_task
-from colmax.train.shipping import EXPORT_CHOICES, export, scored_step
+from colmax.train.shipping import EXPORT_CHOICES, attach_final, export, scored_step
 from colmax.train.student import BASE_CHECKPOINT, anchor_backbone, build_student, initial_student
 from colmax.train.trainer import INIT, LAST, Trainer
 from colmax.train.validate import Validator
@@ -112,6 +112,7 @@ def train(
             model_dir = Path(export_to).expanduser() if export_to else run / "model"
             _export_once(run, model_dir, export_which, step)
             final = _final(run, model_dir, validator, config, trainer, step)
+            attach_final(model_dir, final)
         return TrainResult(run, trainer.step, finished, trainer.best, model_dir, final)
 
 

@@ -172,6 +172,23 @@ def _training_record(run: Path, config: TrainConfig, state: dict[str, Any]) -> d
             record[name.removesuffix(".json")] = json.loads((run / name).read_text())
     final = json.loads((run / "final.json").read_text()) if (run / "final.json").exists() else {}
     if scored_step(final) == state.get("step"):  # final.json scored these very weights
-        keep = ("validation_full_corpus", "drift_from_step_0", "document_length")
-        record["final"] = {key: final[key] for key in keep if key in final}
+        record["final"] = final_record(final)
     return record
+
+
+def final_record(final: dict[str, Any]) -> dict[str, Any]:
+    """What a model's ``colmax_model.json`` keeps of its run's RUN/final.json."""
+    keep = (
+        "validation_full_corpus", "drift_from_step_0", "document_length", "query_length",
+        "fragment_task_reference_manual", "question_task_reference_manual",
+    )  # fmt: skip
+    return {key: final[key] for key in keep if key in final}
+
+
+def attach_final(model_dir: Path, final: dict[str, Any]) -> None:
+    """Record the scores of RUN/final.json in the exported model's ``colmax_model.json`` (the
+    run exports before it scores)."""
+    path = model_dir / "colmax_model.json"
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta.setdefault("training", {})["final"] = final_record(final)
+    path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
