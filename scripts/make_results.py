@@ -6,9 +6,10 @@
 
 Runs go in-process through :func:`colmax.eval.runner.run_eval` (same code as the CLI), so
 one process encodes each corpus once per encoder; each corpus's colmax index is kept in
-``.cache/eval/<name>/`` and reused by later runs. Finished (dataset, method) pairs in
-``docs/results/results.json`` are skipped unless ``--force``. A folder beside ``--cross-from``
-(default ``en``) also gets a cross-lingual run: its queries against each sibling's corpus.
+``.cache/eval/<name>/`` and reused by later runs (rebuilt when the model changed). Finished
+(dataset, method) pairs in ``docs/results/results.json`` are skipped unless ``--force``. A
+folder beside ``--cross-from`` (default ``en``) also gets a cross-lingual run: its queries
+against each sibling's corpus.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,6 +113,7 @@ def main() -> int:
     if args.report_only:
         write_report(results, args.out, ROOT / "docs" / "RESULTS.md")
         return 0
+    from colmax.errors import ModelMismatchError
     from colmax.eval.runner import run_eval
 
     results["machine"] = machine()
@@ -127,14 +131,17 @@ def main() -> int:
             if key in results["runs"] and not args.force:
                 continue
             print(f"[{time.strftime('%H:%M:%S')}] {key} ...", flush=True)
+            run = partial(
+                run_eval, spec["data_dir"], method=method, model=args.model,
+                index_dir=index_dir, queries_from=spec["queries_from"],
+            )  # fmt: skip
             try:
-                row = run_eval(
-                    spec["data_dir"],
-                    method=method,
-                    model=args.model,
-                    index_dir=index_dir,
-                    queries_from=spec["queries_from"],
-                )
+                try:
+                    row = run()
+                except ModelMismatchError:  # the cached index is this script's: rebuild it
+                    print(f"    {index_dir} holds another model's index; rebuilding", flush=True)
+                    shutil.rmtree(index_dir)
+                    row = run()
             except Exception:
                 failures += 1
                 traceback.print_exc()
