@@ -208,6 +208,13 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert invoke("search", "x", "--index", tmp_path, "-k", "0").exit_code == 2
 
 
+def test_heldout_needs_two_models_and_a_known_level() -> None:
+    one = invoke("heldout", "colmax-minilm-v1")
+    assert one.exit_code == 1 and "at least two models" in one.stderr
+    level = invoke("heldout", "colmax-minilm-v1", "colmax-minilm-v1", "--level", "document")
+    assert level.exit_code == 1 and "use one of sentence, paragraph" in level.stderr
+
+
 def test_rerank_json(tmp_path: Path) -> None:
     docs = tmp_path / "cands.txt"
     docs.write_text("\n".join(d["text"] for d in DOCS) + "\n")

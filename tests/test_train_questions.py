@@ -20,6 +20,7 @@ from colmax.train.questions import (
     load_questions,
     question_pairs,
     question_task,
+    question_task_run,
     reference_paragraphs,
     sentence_hash,
     stdlib_paragraphs,
@@ -159,6 +160,30 @@ def test_the_held_out_question_task_ranks_every_sentence_of_the_manual(tmp_path)
     write_rows(wrong, rows)
     assert question_task(base, wrong, paragraphs)["ndcg@10"] < written["ndcg@10"] - 0.2
     assert question_task(base, wrong, {}) is None
+
+
+@pytest.mark.slow
+def test_the_paragraph_level_task_ranks_whole_paragraphs(tmp_path) -> None:
+    """The passage level: each question's own paragraph is the one relevant document, and a
+    sentence copied from a paragraph finds that paragraph."""
+    paragraphs = dict(list(reference_paragraphs().items())[:40])
+    if not paragraphs:
+        pytest.skip("this Python build has no pydoc_data (the reference manual's topics)")
+    base = Encoder.load("colmax-minilm-v1", threads=1)
+    copies = tmp_path / "copies.jsonl"
+    keys = [(p, 1) for p in list(paragraphs)[:15]]
+    write_rows(copies, [{"doc": p, "sentence": i, "sha": sentence_hash(paragraphs[p][i]),
+                         "question": paragraphs[p][i]} for p, i in keys])  # fmt: skip
+    qrels, run = question_task_run(base, "paragraph", copies, paragraphs, depth=5)
+    assert qrels == {str(n): {p: 1} for n, (p, _) in enumerate(keys)}
+    assert all(len(ranked) == 5 and set(ranked) <= set(paragraphs) for ranked in run.values())
+    assert question_task(base, copies, paragraphs, level="paragraph")["accuracy@1"] == 1.0
+    written = question_task(base, paragraphs=paragraphs, level="paragraph")
+    sentences = question_task(base, paragraphs=paragraphs)
+    assert written["questions"] == sentences["questions"] >= 20
+    assert written["ndcg@10"] > sentences["ndcg@10"]  # 40 paragraphs are fewer to tell apart
+    with pytest.raises(InputError, match="level"):
+        question_task_run(base, "document", copies, paragraphs)
 
 
 def test_docstring_questions_point_at_the_whole_docstring_among_its_module(tmp_path) -> None:

@@ -184,10 +184,10 @@ def compare_command(
     if as_json:
         render.print_json(result.to_dict())
         return
-    out.print(_comparison_table(result))
+    out.print(comparison_table(result))
 
 
-def _comparison_table(result: Any) -> Any:
+def comparison_table(result: Any) -> Any:
     from rich.table import Table
 
     table = Table(

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from colmax import __version__
-from colmax.cli import eval_cmd, manage_cmd, render, train_cmd
+from colmax.cli import eval_cmd, heldout_cmd, manage_cmd, render, train_cmd
 from colmax.cli.options import IndexDir, JsonOpt, ModelOpt
 from colmax.cli.render import err, out, plural
 
@@ -295,6 +295,7 @@ def encode_command(
 app.command("eval")(handle_errors(eval_cmd.eval_command))
 app.command("compare")(handle_errors(eval_cmd.compare_command))
 app.command("train")(handle_errors(train_cmd.train_command))
+app.command("heldout")(handle_errors(heldout_cmd.heldout_command))
 app.command("info")(handle_errors(manage_cmd.info_command))
 app.command("get")(handle_errors(manage_cmd.get_command))
 app.command("delete")(handle_errors(manage_cmd.delete_command))

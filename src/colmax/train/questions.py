@@ -173,42 +173,84 @@ def docstring_question_pairs(
     return examples, passages
 
 
+LEVELS = ("sentence", "paragraph")
+
+
+def question_task_run(
+    encoder: Any,
+    level: str = "sentence",
+    path: Path = HELD_OUT_FILE,
+    paragraphs: dict[str, list[str]] | None = None,
+    *,
+    depth: int = 10,
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, float]]] | None:
+    """Qrels and ``encoder``'s top-``depth`` run of the held-out question task; None when none
+    of the file's sentences is on this Python.
+
+    ``sentence`` is XQuAD-R's shape: every sentence of every paragraph is a document and each
+    question has one relevant sentence. ``paragraph`` is the passage level of most retrieval
+    sets: each question's own paragraph is relevant, among all 771 paragraphs of the reference
+    manual (those of fewer than 3 sentences too; with ``paragraphs`` given, among those)."""
+    from colmax.eval.neural import maxsim_top_k
+
+    if level not in LEVELS:
+        raise InputError(f"unknown question task level {level!r}; use one of {', '.join(LEVELS)}")
+    documents: dict[str, str]
+    if paragraphs is None:
+        paragraphs = reference_paragraphs()
+        if level == "paragraph":
+            from colmax.train.drift import reference_manual
+
+            documents = {f"ref{i}": p for i, p in enumerate(reference_manual(None))}
+    elif level == "paragraph":
+        documents = {key: " ".join(sentences) for key, sentences in paragraphs.items()}
+    questions, _ = load_questions(path, paragraphs)
+    if not questions:
+        return None
+    if level == "sentence":
+        documents = {
+            f"{p}#{i}": sentence
+            for p, sentences in paragraphs.items()
+            for i, sentence in enumerate(sentences)
+        }
+        relevant = [f"{q.paragraph}#{q.sentence}" for q in questions]
+    else:
+        relevant = [q.paragraph for q in questions]
+    ids = list(documents)
+    found = maxsim_top_k(
+        encoder.encode_queries([q.text for q in questions]),
+        encoder.encode_documents(list(documents.values())),
+        depth,
+    )
+    qrels = {str(n): {doc: 1} for n, doc in enumerate(relevant)}
+    run = {
+        str(n): {ids[d]: float(score) for d, score in zip(top.tolist(), scores.tolist())}
+        for n, (top, scores) in enumerate(found)
+    }
+    return qrels, run
+
+
 def question_task(
     encoder: Any,
     path: Path = HELD_OUT_FILE,
     paragraphs: dict[str, list[str]] | None = None,
+    level: str = "sentence",
 ) -> dict[str, float] | None:
-    """The held-out question task, XQuAD-R's shape: every sentence of every paragraph is a
-    document, each question has one relevant sentence. Returns nDCG@10 and the share of
-    questions whose sentence ranks first (``accuracy@1``) at ``encoder``'s full dim, and the
-    number of questions; None when none of the file's sentences is on this Python."""
-    from colmax.eval.neural import maxsim_top_k
-
-    paragraphs = reference_paragraphs() if paragraphs is None else paragraphs
-    questions, _ = load_questions(path, paragraphs)
-    if not questions:
+    """The held-out question task (:func:`question_task_run`) at ``encoder``'s full dim:
+    nDCG@10, the share of questions whose text ranks first (``accuracy@1``) and the number of
+    questions; None when none of the file's sentences is on this Python."""
+    task = question_task_run(encoder, level, path, paragraphs)
+    if task is None:
         return None
     from colmax.eval.metrics import evaluate
 
-    ids = [f"{p}#{i}" for p, sentences in paragraphs.items() for i in range(len(sentences))]
-    documents = encoder.encode_documents([paragraphs[p][i] for p, i in map(_split_id, ids)])
-    ranked = maxsim_top_k(encoder.encode_queries([q.text for q in questions]), documents, 10)
-    qrels = {str(n): {f"{q.paragraph}#{q.sentence}": 1} for n, q in enumerate(questions)}
-    run = {
-        str(n): {ids[d]: float(score) for d, score in zip(top.tolist(), scores.tolist())}
-        for n, (top, scores) in enumerate(ranked)
-    }
+    qrels, run = task
     found = evaluate(qrels, run, ("ndcg@10", "recall@1"))
     return {
         "ndcg@10": round(found["ndcg@10"], 4),
-        "accuracy@1": round(found["recall@1"], 4),  # one relevant sentence per question
-        "questions": len(questions),
+        "accuracy@1": round(found["recall@1"], 4),  # one relevant text per question
+        "questions": len(qrels),
     }
-
-
-def _split_id(passage: str) -> tuple[str, int]:
-    paragraph, sentence = passage.rsplit("#", 1)
-    return paragraph, int(sentence)
 
 
 def _with_enough_sentences(texts: dict[str, str]) -> dict[str, list[str]]:
