@@ -42,12 +42,11 @@ def heldout_command(
     from colmax.encoder import Encoder
     from colmax.errors import InputError
     from colmax.eval.compare import compare_runs
-    from colmax.train.questions import LEVELS, question_task_run
+    from colmax.train.questions import check_level, question_task_run
 
     if len(models) < 2:
         raise InputError("heldout needs at least two models: a baseline, then the ones to test")
-    if level not in LEVELS:
-        raise InputError(f"unknown --level {level!r}; use one of {', '.join(LEVELS)}")
+    check_level(level)  # before any model loads
     qrels: dict[str, dict[str, int]] = {}
     runs: dict[str, dict[str, dict[str, float]]] = {}
     for name in models:
@@ -59,7 +58,8 @@ def heldout_command(
                 "none of the held-out questions' sentences is on this Python "
                 "(they were written about Python 3.11's reference manual)"
             )
-        qrels, runs[name if name not in runs else f"{name} ({len(runs)})"] = task
+        qrels, run = task  # the same questions for every model
+        runs[name if name not in runs else f"{name} ({len(runs)})"] = run
     result = compare_runs(qrels, runs, metrics=("ndcg@10", "mrr@10"))
     if as_json:
         render.print_json(result.to_dict())

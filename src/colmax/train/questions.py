@@ -176,6 +176,11 @@ def docstring_question_pairs(
 LEVELS = ("sentence", "paragraph")
 
 
+def check_level(level: str) -> None:
+    if level not in LEVELS:
+        raise InputError(f"unknown question task level {level!r}; use one of {', '.join(LEVELS)}")
+
+
 def question_task_run(
     encoder: Any,
     level: str = "sentence",
@@ -193,20 +198,13 @@ def question_task_run(
     manual (those of fewer than 3 sentences too; with ``paragraphs`` given, among those)."""
     from colmax.eval.neural import maxsim_top_k
 
-    if level not in LEVELS:
-        raise InputError(f"unknown question task level {level!r}; use one of {', '.join(LEVELS)}")
-    documents: dict[str, str]
-    if paragraphs is None:
-        paragraphs = reference_paragraphs()
-        if level == "paragraph":
-            from colmax.train.drift import reference_manual
-
-            documents = {f"ref{i}": p for i, p in enumerate(reference_manual(None))}
-    elif level == "paragraph":
-        documents = {key: " ".join(sentences) for key, sentences in paragraphs.items()}
+    check_level(level)
+    whole_manual = paragraphs is None
+    paragraphs = reference_paragraphs() if paragraphs is None else paragraphs
     questions, _ = load_questions(path, paragraphs)
     if not questions:
         return None
+    documents: dict[str, str]
     if level == "sentence":
         documents = {
             f"{p}#{i}": sentence
@@ -215,6 +213,12 @@ def question_task_run(
         }
         relevant = [f"{q.paragraph}#{q.sentence}" for q in questions]
     else:
+        if whole_manual:
+            from colmax.train.drift import reference_manual
+
+            documents = {f"ref{i}": p for i, p in enumerate(reference_manual(None))}
+        else:
+            documents = {key: " ".join(sentences) for key, sentences in paragraphs.items()}
         relevant = [q.paragraph for q in questions]
     ids = list(documents)
     found = maxsim_top_k(
