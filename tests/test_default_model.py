@@ -82,3 +82,23 @@ def test_default_model_beats_untrained_minilm_on_held_out_questions():
     assert [r["name"] for r in rows] == ["colmax-minilm-v1", DEFAULT_MODEL]
     assert rows[1]["delta"]["ndcg@10"] > 0.02 and rows[1]["p_value"]["ndcg@10"] < 0.05
     assert 0.5 < rows[0]["scores"]["ndcg@10"] < rows[1]["scores"]["ndcg@10"] < 1.0
+
+
+@pytest.mark.slow
+def test_default_model_beats_untrained_minilm_on_the_topical_section_task():
+    """Topical retrieval of held-out text (Cranfield's shape: several relevant per query): the
+    reference manual's section headings against its paragraphs, through ``colmax heldout``."""
+    from colmax.train.drift import reference_sections
+
+    if not reference_sections():
+        pytest.skip("this Python build has no pydoc_data (the reference manual's topics)")
+    result = CliRunner().invoke(
+        app,
+        ["heldout", "colmax-minilm-v1", DEFAULT_MODEL, "--level", "section", "--json"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["num_queries"] > 100  # one per section heading with paragraphs
+    base, trained = found["rows"]
+    assert 0.3 < base["scores"]["ndcg@10"] < trained["scores"]["ndcg@10"] < 0.9

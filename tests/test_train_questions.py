@@ -186,6 +186,22 @@ def test_the_paragraph_level_task_ranks_whole_paragraphs(tmp_path) -> None:
         question_task_run(base, "document", copies, paragraphs)
 
 
+def test_reference_sections_are_the_manuals_paragraphs_under_their_headings() -> None:
+    """The section task's qrels: every manual paragraph sits under a heading, and a section
+    holds the paragraphs that discuss it."""
+    from colmax.train.drift import reference_manual, reference_sections
+
+    sections = reference_sections()
+    if not sections:
+        pytest.skip("this Python build has no pydoc_data (the reference manual's topics)")
+    pooled = {p for paragraphs in sections.values() for p in paragraphs}
+    assert pooled == set(reference_manual(None))
+    assert sum(len(set(p)) >= 2 for p in sections.values()) > len(sections) / 3
+    assert not any("\n***" in p or "\n===" in p for p in pooled)  # no underlines kept
+    assignment = " ".join(sections["Augmented assignment statements"])
+    assert "augmented assignment" in assignment.lower()
+
+
 def test_docstring_questions_point_at_the_whole_docstring_among_its_module(tmp_path) -> None:
     docstrings = {
         "os.listdir": ("os", " ".join(PARAGRAPHS["os.listdir"])),

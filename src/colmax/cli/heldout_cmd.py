@@ -1,6 +1,6 @@
-"""``colmax heldout``: score models on the held-out question task and test each against the
-first, question by question (the task that decides whether a new default model ships, see
-docs/TRAINING.md)."""
+"""``colmax heldout``: score models on the held-out question task (or the topical section
+task) and test each against the first, query by query (the task that decides whether a new
+default model ships, see docs/TRAINING.md)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ def heldout_command(
         str,
         typer.Option(
             "--level",
-            help="sentence: rank the 1,141 sentences (XQuAD-R's shape); "
-            "paragraph: rank the 771 paragraphs.",
+            help="sentence: the questions rank the 1,141 sentences (XQuAD-R's shape); "
+            "paragraph: they rank the 771 paragraphs; section: the 159 section headings "
+            "rank the 771 paragraphs, their section's relevant (topical, as Cranfield).",
         ),
     ] = "sentence",
     dim: Annotated[
@@ -37,8 +38,9 @@ def heldout_command(
     threads: Annotated[int, typer.Option("--threads", min=1, help="Encoder threads.")] = 2,
     as_json: JsonOpt = False,
 ) -> None:
-    """Held-out questions about Python's reference manual (text no training reads): nDCG@10 and
-    MRR@10 per model, with Fisher's paired randomization test against the first."""
+    """Held-out questions about Python's reference manual (text no training reads), or its
+    section headings: nDCG@10 and MRR@10 per model, with Fisher's paired randomization test
+    against the first."""
     from colmax.encoder import Encoder
     from colmax.errors import InputError
     from colmax.eval.compare import compare_runs
@@ -51,11 +53,14 @@ def heldout_command(
     runs: dict[str, dict[str, dict[str, float]]] = {}
     for name in models:
         encoder = Encoder.load(name, threads=threads, dim=dim)
-        render.note(f"{name}: {level}-level held-out questions")
+        render.note(f"{name}: {level}-level held-out task")
         task = question_task_run(encoder, level, depth=100)
         if task is None:
             raise InputError(
-                "none of the held-out questions' sentences is on this Python "
+                "this Python has no reference manual (pydoc_data) to build the section task "
+                "from; install a full Python build"
+                if level == "section"
+                else "none of the held-out questions' sentences is on this Python "
                 "(they were written about Python 3.11's reference manual)"
             )
         qrels, run = task  # the same questions for every model

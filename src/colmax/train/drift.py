@@ -51,6 +51,40 @@ def reference_manual(limit: int | None = DRIFT_TEXTS) -> list[str]:
     return paragraphs[:limit]
 
 
+def reference_sections() -> dict[str, list[str]]:
+    """Section heading -> the paragraphs of 25+ words under it (those of
+    :func:`reference_manual`), for every underlined heading of the reference manual; headings
+    that recur in several topics pool their paragraphs. Empty without ``pydoc_data``."""
+    try:
+        from pydoc_data.topics import topics
+    except ImportError:
+        return {}
+    sections: dict[str, list[str]] = {}
+    for text in topics.values():
+        heading, lines = "", text.split("\n")
+        body: list[str] = []
+        for line, below in zip(lines, [*lines[1:], ""]):
+            if _is_underline(line):
+                continue
+            if line.strip() and _is_underline(below) and len(below) >= len(line.strip()) - 1:
+                _add_section(sections, heading, body)
+                heading, body = line.strip(), []
+            else:
+                body.append(line)
+        _add_section(sections, heading, body)
+    return sections
+
+
+def _is_underline(line: str) -> bool:
+    return len(line) >= 3 and len(set(line)) == 1 and line[0] in "*=-~^"
+
+
+def _add_section(sections: dict[str, list[str]], heading: str, body: list[str]) -> None:
+    paragraphs = [p.strip() for p in "\n".join(body).split("\n\n") if len(p.split()) >= 25]
+    if heading and paragraphs:
+        sections.setdefault(heading, []).extend(paragraphs)
+
+
 def docstrings(limit: int = DRIFT_TEXTS) -> list[str]:
     from colmax.demo import stdlib_corpus
 

@@ -173,7 +173,7 @@ def docstring_question_pairs(
     return examples, passages
 
 
-LEVELS = ("sentence", "paragraph")
+LEVELS = ("sentence", "paragraph", "section")
 
 
 def check_level(level: str) -> None:
@@ -195,10 +195,13 @@ def question_task_run(
     ``sentence`` is XQuAD-R's shape: every sentence of every paragraph is a document and each
     question has one relevant sentence. ``paragraph`` is the passage level of most retrieval
     sets: each question's own paragraph is relevant, among all 771 paragraphs of the reference
-    manual (those of fewer than 3 sentences too; with ``paragraphs`` given, among those)."""
-    from colmax.eval.neural import maxsim_top_k
-
+    manual (those of fewer than 3 sentences too; with ``paragraphs`` given, among those).
+    ``section`` is topical, as Cranfield is: the queries are the manual's section headings, not
+    the written questions, and each has all the paragraphs of its section relevant
+    (:func:`section_task_run`; ``path`` and ``paragraphs`` do not apply)."""
     check_level(level)
+    if level == "section":
+        return section_task_run(encoder, depth=depth)
     whole_manual = paragraphs is None
     paragraphs = reference_paragraphs() if paragraphs is None else paragraphs
     questions, _ = load_questions(path, paragraphs)
@@ -220,18 +223,45 @@ def question_task_run(
         else:
             documents = {key: " ".join(sentences) for key, sentences in paragraphs.items()}
         relevant = [q.paragraph for q in questions]
+    qrels = {str(n): {doc: 1} for n, doc in enumerate(relevant)}
+    return qrels, _ranked(encoder, [q.text for q in questions], documents, depth)
+
+
+def section_task_run(
+    encoder: Any, *, depth: int = 10
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, float]]] | None:
+    """Qrels and run of the topical task: each section heading of Python's reference manual
+    (:func:`colmax.train.drift.reference_sections`) against the manual's 771 paragraphs, the
+    section's paragraphs relevant (several per heading); None without ``pydoc_data``."""
+    from colmax.train.drift import reference_manual, reference_sections
+
+    documents = {f"ref{i}": p for i, p in enumerate(reference_manual(None))}
+    key_of = {text: key for key, text in documents.items()}
+    sections = {
+        heading: {key_of[p]: 1 for p in paragraphs if p in key_of}
+        for heading, paragraphs in reference_sections().items()
+    }
+    headings = [h for h, relevant in sections.items() if relevant]
+    if not headings:
+        return None
+    qrels = {str(n): sections[h] for n, h in enumerate(headings)}
+    return qrels, _ranked(encoder, headings, documents, depth)
+
+
+def _ranked(
+    encoder: Any, queries: list[str], documents: dict[str, str], depth: int
+) -> dict[str, dict[str, float]]:
+    """``encoder``'s top-``depth`` MaxSim run of ``queries`` (ids ``"0"``, ``"1"``, ...)."""
+    from colmax.eval.neural import maxsim_top_k
+
     ids = list(documents)
     found = maxsim_top_k(
-        encoder.encode_queries([q.text for q in questions]),
-        encoder.encode_documents(list(documents.values())),
-        depth,
+        encoder.encode_queries(queries), encoder.encode_documents(list(documents.values())), depth
     )
-    qrels = {str(n): {doc: 1} for n, doc in enumerate(relevant)}
-    run = {
+    return {
         str(n): {ids[d]: float(score) for d, score in zip(top.tolist(), scores.tolist())}
         for n, (top, scores) in enumerate(found)
     }
-    return qrels, run
 
 
 def question_task(
