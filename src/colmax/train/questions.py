@@ -271,18 +271,18 @@ def question_task(
     level: str = "sentence",
 ) -> dict[str, float] | None:
     """The held-out question task (:func:`question_task_run`) at ``encoder``'s full dim:
-    nDCG@10, the share of questions whose text ranks first (``accuracy@1``) and the number of
-    questions; None when none of the file's sentences is on this Python."""
+    nDCG@10, the share of queries whose first hit is relevant (``accuracy@1``) and the number
+    of queries; None when none of the file's sentences is on this Python."""
     task = question_task_run(encoder, level, path, paragraphs)
     if task is None:
         return None
     from colmax.eval.metrics import evaluate
 
     qrels, run = task
-    found = evaluate(qrels, run, ("ndcg@10", "recall@1"))
+    found = evaluate(qrels, run, ("ndcg@10", "precision@1"))
     return {
         "ndcg@10": round(found["ndcg@10"], 4),
-        "accuracy@1": round(found["recall@1"], 4),  # one relevant text per question
+        "accuracy@1": round(found["precision@1"], 4),  # = recall@1 with one relevant text
         "questions": len(qrels),
     }
 
