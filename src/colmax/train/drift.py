@@ -40,27 +40,30 @@ AGREEMENT_K = 10
 def reference_manual(limit: int | None = DRIFT_TEXTS) -> list[str]:
     """Paragraphs of 25+ words from Python's reference manual (the first ``limit``; None: all
     771), in a seeded order; empty when the Python build leaves ``pydoc_data`` out."""
+    paragraphs = sorted({p for text in _manual_topics() for p in _long_paragraphs(text)})
+    random.Random(0).shuffle(paragraphs)
+    return paragraphs[:limit]
+
+
+def _manual_topics() -> list[str]:
+    """The reference manual's topic texts; empty when the build leaves ``pydoc_data`` out."""
     try:
         from pydoc_data.topics import topics
     except ImportError:
         return []
-    paragraphs = sorted(
-        {p.strip() for text in topics.values() for p in text.split("\n\n") if len(p.split()) >= 25}
-    )
-    random.Random(0).shuffle(paragraphs)
-    return paragraphs[:limit]
+    return list(topics.values())
+
+
+def _long_paragraphs(text: str) -> list[str]:
+    return [p.strip() for p in text.split("\n\n") if len(p.split()) >= 25]
 
 
 def reference_sections() -> dict[str, list[str]]:
     """Section heading -> the paragraphs of 25+ words under it (those of
     :func:`reference_manual`), for every underlined heading of the reference manual; headings
     that recur in several topics pool their paragraphs. Empty without ``pydoc_data``."""
-    try:
-        from pydoc_data.topics import topics
-    except ImportError:
-        return {}
     sections: dict[str, list[str]] = {}
-    for text in topics.values():
+    for text in _manual_topics():
         heading, lines = "", text.split("\n")
         body: list[str] = []
         for line, below in zip(lines, [*lines[1:], ""]):
@@ -80,7 +83,7 @@ def _is_underline(line: str) -> bool:
 
 
 def _add_section(sections: dict[str, list[str]], heading: str, body: list[str]) -> None:
-    paragraphs = [p.strip() for p in "\n".join(body).split("\n\n") if len(p.split()) >= 25]
+    paragraphs = _long_paragraphs("\n".join(body))
     if heading and paragraphs:
         sections.setdefault(heading, []).extend(paragraphs)
 

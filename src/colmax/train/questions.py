@@ -65,12 +65,17 @@ def stdlib_modules() -> dict[str, tuple[str, str]]:
     return {d["id"]: (d["metadata"]["module"], d["text"]) for d in stdlib_corpus()}
 
 
-def reference_paragraphs() -> dict[str, list[str]]:
-    """``ref<i>`` -> sentences, for the reference manual's paragraphs of 3+ sentences (``i``:
-    position in ``reference_manual(None)``, which is seeded)."""
+def manual_documents() -> dict[str, str]:
+    """``ref<i>`` -> all 771 paragraphs of the reference manual (``i``: position in
+    ``reference_manual(None)``, which is seeded): the ids every held-out task uses."""
     from colmax.train.drift import reference_manual
 
-    return _with_enough_sentences({f"ref{i}": p for i, p in enumerate(reference_manual(None))})
+    return {f"ref{i}": p for i, p in enumerate(reference_manual(None))}
+
+
+def reference_paragraphs() -> dict[str, list[str]]:
+    """``ref<i>`` -> sentences, for the reference manual's paragraphs of 3+ sentences."""
+    return _with_enough_sentences(manual_documents())
 
 
 def load_questions(path: Path, paragraphs: dict[str, list[str]]) -> tuple[list[Question], int]:
@@ -217,9 +222,7 @@ def question_task_run(
         relevant = [f"{q.paragraph}#{q.sentence}" for q in questions]
     else:
         if whole_manual:
-            from colmax.train.drift import reference_manual
-
-            documents = {f"ref{i}": p for i, p in enumerate(reference_manual(None))}
+            documents = manual_documents()
         else:
             documents = {key: " ".join(sentences) for key, sentences in paragraphs.items()}
         relevant = [q.paragraph for q in questions]
@@ -233,9 +236,9 @@ def section_task_run(
     """Qrels and run of the topical task: each section heading of Python's reference manual
     (:func:`colmax.train.drift.reference_sections`) against the manual's 771 paragraphs, the
     section's paragraphs relevant (several per heading); None without ``pydoc_data``."""
-    from colmax.train.drift import reference_manual, reference_sections
+    from colmax.train.drift import reference_sections
 
-    documents = {f"ref{i}": p for i, p in enumerate(reference_manual(None))}
+    documents = manual_documents()
     key_of = {text: key for key, text in documents.items()}
     sections = {
         heading: {key_of[p]: 1 for p in paragraphs if p in key_of}
