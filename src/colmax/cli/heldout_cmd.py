@@ -13,6 +13,17 @@ from colmax.cli.eval_cmd import comparison_table
 from colmax.cli.options import JsonOpt
 from colmax.cli.render import out
 
+_MISSING = {
+    "section": "this Python has no reference manual (pydoc_data) to build the section task "
+    "from; install a full Python build",
+    "docstring": "the docstring task reads SciPy's docstrings and SciPy is not installed; "
+    "install colmax[eval] (ranx brings it)",
+}
+_MISSING["sentence"] = _MISSING["paragraph"] = (
+    "none of the held-out questions' sentences is on this Python "
+    "(they were written about Python 3.11's reference manual)"
+)
+
 
 def heldout_command(
     models: Annotated[
@@ -28,7 +39,9 @@ def heldout_command(
             "--level",
             help="sentence: the questions rank the 1,141 sentences (XQuAD-R's shape); "
             "paragraph: they rank the 771 paragraphs; section: the 159 section headings "
-            "rank the 771 paragraphs, their section's relevant (topical, as Cranfield).",
+            "rank the 771 paragraphs, their section's relevant (topical, as Cranfield); "
+            "docstring: SciPy's function summaries rank their docstrings' prose (technical "
+            "text from other fields).",
         ),
     ] = "sentence",
     dim: Annotated[
@@ -38,9 +51,9 @@ def heldout_command(
     threads: Annotated[int, typer.Option("--threads", min=1, help="Encoder threads.")] = 2,
     as_json: JsonOpt = False,
 ) -> None:
-    """Held-out questions about Python's reference manual (text no training reads), or its
-    section headings: nDCG@10 and MRR@10 per model, with Fisher's paired randomization test
-    against the first."""
+    """Held-out questions about Python's reference manual (text no training reads), its
+    section headings, or SciPy's docstrings: nDCG@10 and MRR@10 per model, with Fisher's
+    paired randomization test against the first."""
     from colmax.encoder import Encoder
     from colmax.errors import InputError
     from colmax.eval.compare import compare_runs
@@ -56,13 +69,7 @@ def heldout_command(
         render.note(f"{name}: {level}-level held-out task")
         task = question_task_run(encoder, level, depth=100)
         if task is None:
-            raise InputError(
-                "this Python has no reference manual (pydoc_data) to build the section task "
-                "from; install a full Python build"
-                if level == "section"
-                else "none of the held-out questions' sentences is on this Python "
-                "(they were written about Python 3.11's reference manual)"
-            )
+            raise InputError(_MISSING[level])
         qrels, run = task  # the same questions for every model
         runs[name if name not in runs else f"{name} ({len(runs)})"] = run
     result = compare_runs(qrels, runs, metrics=("ndcg@10", "mrr@10"))

@@ -178,7 +178,7 @@ def docstring_question_pairs(
     return examples, passages
 
 
-LEVELS = ("sentence", "paragraph", "section")
+LEVELS = ("sentence", "paragraph", "section", "docstring")
 
 
 def check_level(level: str) -> None:
@@ -203,10 +203,14 @@ def question_task_run(
     manual (those of fewer than 3 sentences too; with ``paragraphs`` given, among those).
     ``section`` is topical, as Cranfield is: the queries are the manual's section headings, not
     the written questions, and each has all the paragraphs of its section relevant
-    (:func:`section_task_run`; ``path`` and ``paragraphs`` do not apply)."""
+    (:func:`section_task_run`; ``path`` and ``paragraphs`` do not apply). ``docstring`` is
+    technical text from other fields: SciPy's function summaries against their docstrings'
+    prose (:func:`docstring_task_run`; ``path`` and ``paragraphs`` do not apply)."""
     check_level(level)
     if level == "section":
         return section_task_run(encoder, depth=depth)
+    if level == "docstring":
+        return docstring_task_run(encoder, depth=depth)
     whole_manual = paragraphs is None
     paragraphs = reference_paragraphs() if paragraphs is None else paragraphs
     questions, _ = load_questions(path, paragraphs)
@@ -249,6 +253,23 @@ def section_task_run(
         return None
     qrels = {str(n): sections[h] for n, h in enumerate(headings)}
     return qrels, _ranked(encoder, headings, documents, depth)
+
+
+def docstring_task_run(
+    encoder: Any, *, depth: int = 10
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, float]]] | None:
+    """Qrels and run of the technical-docstring task
+    (:func:`colmax.train.library_docs.scipy_docstrings`): each summary line against all the
+    docstrings' prose, its own relevant; None without SciPy."""
+    from colmax.train.library_docs import scipy_docstrings
+
+    entries = scipy_docstrings()
+    if not entries:
+        return None
+    keys = list(entries)
+    qrels = {str(n): {key: 1} for n, key in enumerate(keys)}
+    prose = {key: entries[key][1] for key in keys}
+    return qrels, _ranked(encoder, [entries[key][0] for key in keys], prose, depth)
 
 
 def _ranked(
