@@ -81,3 +81,16 @@ def test_untrained_minilm_finds_most_docstrings_from_their_summary() -> None:
     assert set(run) == set(qrels)
     ndcg = evaluate(qrels, run, ("ndcg@10",))["ndcg@10"]
     assert 0.4 < ndcg < 0.9
+
+
+def test_heldout_says_to_install_scipy_when_it_is_missing(monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    import colmax.train.library_docs as library_docs
+    from colmax.cli.main import app
+
+    monkeypatch.setattr(library_docs, "scipy_docstrings", dict)  # as without SciPy: no entries
+    args = ["heldout", "colmax-minilm-v1", "colmax-minilm-v1", "--level", "docstring"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert "install colmax[eval]" in result.stderr

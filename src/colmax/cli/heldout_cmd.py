@@ -13,16 +13,19 @@ from colmax.cli.eval_cmd import comparison_table
 from colmax.cli.options import JsonOpt
 from colmax.cli.render import out
 
+_NO_QUESTIONS = (
+    "none of the held-out questions' sentences is on this Python "
+    "(they were written about Python 3.11's reference manual)"
+)
+#: what to do when a level's texts are not on this machine
 _MISSING = {
+    "sentence": _NO_QUESTIONS,
+    "paragraph": _NO_QUESTIONS,
     "section": "this Python has no reference manual (pydoc_data) to build the section task "
     "from; install a full Python build",
     "docstring": "the docstring task reads SciPy's docstrings and SciPy is not installed; "
     "install colmax[eval] (ranx brings it)",
 }
-_MISSING["sentence"] = _MISSING["paragraph"] = (
-    "none of the held-out questions' sentences is on this Python "
-    "(they were written about Python 3.11's reference manual)"
-)
 
 
 def heldout_command(
