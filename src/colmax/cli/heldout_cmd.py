@@ -1,6 +1,6 @@
-"""``colmax heldout``: score models on the held-out question task (or the topical section
-task) and test each against the first, query by query (the task that decides whether a new
-default model ships, see docs/TRAINING.md)."""
+"""``colmax heldout``: score models on a held-out task (the written questions, the manual's
+section headings, or SciPy's docstrings) and test each against the first, query by query (the
+task that decides whether a new default model ships, see docs/TRAINING.md)."""
 
 from __future__ import annotations
 

@@ -348,6 +348,12 @@ def paragraph_sentences(text: str) -> list[str]:
     return [s for s in split_sentences(text) if len(s.split()) >= MIN_PASSAGE_WORDS]
 
 
+def is_underline(line: str, marks: str = "*=-~^") -> bool:
+    """Whether ``line`` underlines a reST heading: 3+ of one of ``marks`` and nothing else
+    (numpydoc's section headings use ``-`` only)."""
+    return len(line) >= 3 and len(set(line)) == 1 and line[0] in marks
+
+
 def _sample(docs: list[dict], limit: int | None, rng: np.random.Generator) -> list[dict]:
     if limit is None or limit >= len(docs):
         return docs

@@ -30,6 +30,7 @@ from torch import nn
 
 from colmax.encoder import Encoder
 from colmax.train import losses
+from colmax.train.data import is_underline
 
 DRIFT_TEXTS = 200
 DRIFT_TOKENS = 128
@@ -67,19 +68,15 @@ def reference_sections() -> dict[str, list[str]]:
         heading, lines = "", text.split("\n")
         body: list[str] = []
         for line, below in zip(lines, [*lines[1:], ""]):
-            if _is_underline(line):
+            if is_underline(line):
                 continue
-            if line.strip() and _is_underline(below) and len(below) >= len(line.strip()) - 1:
+            if line.strip() and is_underline(below) and len(below) >= len(line.strip()) - 1:
                 _add_section(sections, heading, body)
                 heading, body = line.strip(), []
             else:
                 body.append(line)
         _add_section(sections, heading, body)
     return sections
-
-
-def _is_underline(line: str) -> bool:
-    return len(line) >= 3 and len(set(line)) == 1 and line[0] in "*=-~^"
 
 
 def _add_section(sections: dict[str, list[str]], heading: str, body: list[str]) -> None:

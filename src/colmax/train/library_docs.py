@@ -16,7 +16,10 @@ import importlib
 import inspect
 import re
 import warnings
+from functools import cache
 from typing import Any
+
+from colmax.train.data import is_underline
 
 SCIPY_SUBPACKAGES = (
     "cluster",
@@ -55,7 +58,6 @@ CUT_SECTIONS = frozenset(
 )
 MIN_SUMMARY_WORDS = 4
 MIN_PROSE_WORDS = 25
-_UNDERLINE = re.compile(r"-{3,}")
 _MARKUP = re.compile(r"`+|\\|\*\*?|:math:|:ref:|:func:|:class:")
 
 
@@ -70,7 +72,7 @@ def numpydoc_prose(doc: str) -> tuple[str, str]:
     while i < len(lines):
         line = lines[i]
         following = lines[i + 1] if i + 1 < len(lines) else ""
-        if following and _UNDERLINE.fullmatch(following.strip()):
+        if is_underline(following.strip(), marks="-"):
             keep = line.strip() not in CUT_SECTIONS
             i += 2
             continue
@@ -81,6 +83,7 @@ def numpydoc_prose(doc: str) -> tuple[str, str]:
     return lines[0].strip(), prose
 
 
+@cache  # ``colmax heldout`` asks once per model
 def scipy_docstrings() -> dict[str, tuple[str, str]]:
     """``{"scipy.<sub>.<name>": (summary, prose)}`` for every public callable with a summary
     of 4+ words and 25+ words of prose, sorted by name, the first of identical prose kept;
