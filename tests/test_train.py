@@ -137,7 +137,7 @@ def test_ctrl_c_checkpoints_and_stops_and_a_second_one_stops_at_once(tiny, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("source", ["fragment", "question", "docquestion"])
+@pytest.mark.parametrize("source", ["fragment", "question", "docquestion", "summary"])
 def test_sentence_sources_train_with_their_siblings_as_negatives(tiny, tmp_path, source):
     """Real MiniLM teacher scores over passages (sentences), no mining, then training steps."""
     from colmax.eval.neural import maxsim_rerank

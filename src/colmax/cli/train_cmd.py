@@ -116,7 +116,7 @@ def train_command(
         typer.Option(
             "--mix",
             help="Passes per epoch per source: labeled, title, sentence, cloze, fragment, "
-            "question, docquestion.",
+            "question, docquestion, summary.",
         ),
     ] = "labeled=2,title=1,sentence=1",
     max_unsupervised: Annotated[int | None, typer.Option("--max-unsupervised", min=1)] = None,

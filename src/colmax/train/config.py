@@ -14,7 +14,9 @@ from typing import Any
 
 from colmax.errors import InputError
 
-SOURCES = ("labeled", "title", "sentence", "cloze", "fragment", "question", "docquestion")
+SOURCES = (
+    "labeled", "title", "sentence", "cloze", "fragment", "question", "docquestion", "summary",
+)  # fmt: skip
 LOSSES = ("ce", "pairwise", "hinge")
 TEACHERS = ("none", "maxsim", "bm25", "biencoder", "fusion")
 MINERS = ("bm25", "biencoder")

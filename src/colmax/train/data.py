@@ -12,7 +12,9 @@ The last two need no labels, nor do two more, off by default: ``cloze`` (a crude
 about one sentence -> the whole document) and ``fragment`` (a few words of one sentence -> that
 sentence, against the other sentences of its abstract; see :func:`fragment_pairs`). Two more,
 ``question`` and ``docquestion``, are written questions about standard-library docstrings
-(:mod:`colmax.train.questions`), answered by one sentence or by the whole docstring. Negatives
+(:mod:`colmax.train.questions`), answered by one sentence or by the whole docstring, and
+``summary`` is a docstring's summary line -> the rest of its prose, on the standard library's
+and torch's docstrings (:func:`colmax.train.library_docs.summary_pairs`). Negatives
 of the first four are mined elsewhere (:mod:`colmax.train.mining`); for
 ``title`` pairs they are shown without their titles too, so that "has a title" never tells
 the positive apart. The order they are seen in is :mod:`colmax.train.batches`.
@@ -40,9 +42,10 @@ NEGATIVE_VARIANT = {
     "fragment": "full",
     "question": "full",
     "docquestion": "full",
+    "summary": "full",
 }
 #: sources whose examples bring their negatives (``Example.siblings``) instead of mining them
-OWN_NEGATIVES = frozenset({"fragment", "question", "docquestion"})
+OWN_NEGATIVES = frozenset({"fragment", "question", "docquestion", "summary"})
 MIN_SENTENCE_WORDS = 6
 MIN_CLOZE_WORDS = 8
 FRAGMENT_DROP = 0.75  #: share of a sentence's words a ``fragment`` query leaves out
@@ -148,6 +151,11 @@ def load_train_data(
 
         examples["docquestion"], passages = docstring_question_pairs(max_unsupervised, seed)
         _add_passages(corpus, passages, "docquestion")
+    if mix.get("summary", 0) > 0:  # docstring summary line -> its prose (stdlib, torch)
+        from colmax.train.library_docs import summary_pairs
+
+        examples["summary"], passages = summary_pairs(max_unsupervised, seed)
+        _add_passages(corpus, passages, "summary")
     for source, rows in examples.items():
         if not rows:
             raise InputError(f"{data_dir}: the {source!r} source has no examples; drop it from mix")
