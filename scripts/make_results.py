@@ -189,6 +189,10 @@ def write_report(results: dict, out_dir: Path, md_path: Path) -> None:
     colmax_runs = [r for r in results.get("runs", {}).values() if r.get("method") in COLMAX]
     used = {r.get("model") for r in colmax_runs if r.get("model")}
     models = ", ".join(f"`{name}`" for name in sorted(used)) or "the bundled default"
+    if len(used) > 1:  # a partial rerun: say which sets each model's numbers come from
+        sets_of = {name: sorted({r["dataset"] for r in colmax_runs if r.get("model") == name})
+                   for name in sorted(used)}  # fmt: skip
+        models = "; ".join(f"`{name}` on {', '.join(sets)}" for name, sets in sets_of.items())
     lines = [
         "# Retrieval results",
         "",
