@@ -356,6 +356,12 @@ def paragraph_sentences(text: str) -> list[str]:
     return [s for s in split_sentences(text) if len(s.split()) >= MIN_PASSAGE_WORDS]
 
 
+def overlap_ranked(key: str, group: list[str], words: dict[str, set[str]]) -> list[str]:
+    """The other keys of ``group``, those sharing the most ``words`` with ``key`` first (ties
+    in ``group``'s order): the hard negatives of sources that bring their own."""
+    return sorted((k for k in group if k != key), key=lambda k: -len(words[k] & words[key]))
+
+
 def is_underline(line: str, marks: str = "*=-~^") -> bool:
     """Whether ``line`` underlines a reST heading: 3+ of one of ``marks`` and nothing else
     (numpydoc's section headings use ``-`` only)."""

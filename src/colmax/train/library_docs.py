@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from colmax.train.data import is_underline, split_sentences
+from colmax.train.data import is_underline, overlap_ranked, split_sentences
 
 SCIPY_SUBPACKAGES = (
     "cluster",
@@ -258,10 +258,9 @@ def summary_pairs(limit: int | None = None, seed: int = 0) -> tuple[list[Any], d
     passages: dict[str, str] = {}
     for key in keys:
         module, summary, prose = docs[key]
-        mates = [k for k in by_module[module] if k != key]
+        mates = overlap_ranked(key, by_module[module], words)
         if not mates:
             continue
-        mates.sort(key=lambda k: -len(words[k] & words[key]))  # stable: name order
         ids = [f"summary:{k}" for k in (key, *mates)]
         passages.update((i, docs[k][2]) for i, k in zip(ids, (key, *mates)))
         examples.append(

@@ -150,7 +150,7 @@ def docstring_question_pairs(
     its module as negatives, those sharing the most words with it first; and the docstrings'
     texts by passage id (``stdlib:<docstring>``). Questions about a module's only docstring
     are left out."""
-    from colmax.train.data import Example
+    from colmax.train.data import Example, overlap_ranked
 
     docstrings = stdlib_modules() if docstrings is None else docstrings
     paragraphs = _with_enough_sentences({k: text for k, (_, text) in docstrings.items()})
@@ -163,10 +163,9 @@ def docstring_question_pairs(
     examples: list[Example] = []
     passages: dict[str, str] = {}
     for n, q in enumerate(questions):
-        mates = [k for k in by_module[docstrings[q.paragraph][0]] if k != q.paragraph]
+        mates = overlap_ranked(q.paragraph, by_module[docstrings[q.paragraph][0]], words)
         if not mates:
             continue  # a module of one docstring: nothing to tell it apart from
-        mates.sort(key=lambda k: -len(words[k] & words[q.paragraph]))  # stable: module order
         ids = [f"stdlib:{k}" for k in (q.paragraph, *mates)]
         passages.update((i, docstrings[k][1]) for i, k in zip(ids, (q.paragraph, *mates)))
         text = docstrings[q.paragraph][1]
