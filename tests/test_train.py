@@ -36,6 +36,7 @@ def test_a_few_steps_reduce_the_loss(tiny, tmp_path):
     history = [json.loads(line) for line in (tmp_path / "history.jsonl").open()]
     train_rows = [h for h in history if h["event"] == "train"]
     assert train_rows and train_rows[-1]["tokens_per_s"] > 0 and "ce@8" in train_rows[-1]
+    assert sum(r["micro_batches"]["labeled"] for r in train_rows) == 25  # grad_accum 1
 
 
 def test_freezing_embeddings_and_lower_layers(tiny):
@@ -168,6 +169,17 @@ def test_sentence_sources_train_with_their_siblings_as_negatives(tiny, tmp_path,
     assert torch.isfinite(loss) and parts["kl@16"] >= 0
     trainer.fit()
     assert trainer.step == 4
+    # the history says how many micro-batches each source gave: the plan's first 8
+    planned: dict[str, int] = {}
+    position = (0, 0)
+    for _ in range(4 * config.grad_accum):
+        planned_batch, position = trainer.plan.at(position)
+        planned[planned_batch.source] = planned.get(planned_batch.source, 0) + 1
+    logged: dict[str, int] = {}
+    for row in map(json.loads, (tmp_path / "run" / "history.jsonl").open()):
+        for name, n in row.get("micro_batches", {}).items():
+            logged[name] = logged.get(name, 0) + n
+    assert logged == planned and sum(logged.values()) == 8
 
 
 def test_cli_train_end_to_end_with_the_minilm_teacher(tiny, tmp_path):

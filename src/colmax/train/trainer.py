@@ -44,6 +44,7 @@ class StepStats:
     parts: dict[str, float]
     tokens: int
     seconds: float
+    sources: dict[str, int]  # micro-batches per training source
 
 
 class Trainer:
@@ -188,8 +189,10 @@ class Trainer:
         self.student.model.train()
         total, tokens = 0.0, 0
         parts: dict[str, float] = {}
+        sources: dict[str, int] = {}
         for _ in range(self.config.grad_accum):
             batch, self.position = self.plan.at(self.position)
+            sources[batch.source] = sources.get(batch.source, 0) + 1
             loss, p, n = self.micro_batch(batch)
             (loss / self.config.grad_accum).backward()
             total += float(loss.detach()) / self.config.grad_accum
@@ -205,7 +208,7 @@ class Trainer:
         seconds = time.perf_counter() - start
         self.elapsed += seconds
         self.tokens += tokens
-        return StepStats(total, parts, tokens, seconds)
+        return StepStats(total, parts, tokens, seconds, sources)
 
     # ------------------------------------------------------------------ the loop
 
@@ -279,6 +282,10 @@ class Trainer:
         parts = {
             k: round(sum(s.parts[k] for s in window) / len(window), 4) for k in window[0].parts
         }
+        micro_batches: dict[str, int] = {}
+        for stats in window:
+            for source, n in stats.sources.items():
+                micro_batches[source] = micro_batches.get(source, 0) + n
         record = {
             "event": "train",
             "step": self.step,
@@ -288,6 +295,7 @@ class Trainer:
             "steps_per_s": round(len(window) / seconds, 4),
             "tokens_per_s": round(tokens / seconds, 1),
             "elapsed_s": round(self.elapsed, 1),
+            "micro_batches": dict(sorted(micro_batches.items())),
         }
         self._history(record)
         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / seconds:,.0f}")
