@@ -5,7 +5,8 @@ Run folder::
 
     RUN/config.json            the settings (a resume with other settings is refused)
     RUN/prepare.json           data counts, validation baselines, the teacher comparison
-    RUN/history.jsonl          loss, tokens/s, validation, checkpoints, one JSON per line
+    RUN/history.jsonl          loss, tokens/s, micro-batches per source, validation,
+                               checkpoints, one JSON per line
     RUN/checkpoints/last.pt    model + optimizer + scheduler + RNG + data position
     RUN/checkpoints/best.pt    the best validated model; RUN/best.json its scores
     RUN/model/                 the exported best (or last) model (PyLate layout, float16)
