@@ -7,6 +7,7 @@ test_train_export.py; the toy setup is in train_toys.py."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
@@ -171,15 +172,13 @@ def test_sentence_sources_train_with_their_siblings_as_negatives(tiny, tmp_path,
     trainer.fit()
     assert trainer.step == 4
     # the history says how many micro-batches each source gave: the plan's first 8
-    planned: dict[str, int] = {}
+    planned: Counter[str] = Counter()
     position = (0, 0)
     for _ in range(4 * config.grad_accum):
         planned_batch, position = trainer.plan.at(position)
-        planned[planned_batch.source] = planned.get(planned_batch.source, 0) + 1
-    logged: dict[str, int] = {}
-    for row in map(json.loads, (tmp_path / "run" / "history.jsonl").open()):
-        for name, n in row.get("micro_batches", {}).items():
-            logged[name] = logged.get(name, 0) + n
+        planned[planned_batch.source] += 1
+    rows = map(json.loads, (tmp_path / "run" / "history.jsonl").open())
+    logged = sum((Counter(row.get("micro_batches", {})) for row in rows), Counter())
     assert logged == planned and sum(logged.values()) == 8
 
 

@@ -12,6 +12,7 @@ import math
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ class StepStats:
     parts: dict[str, float]
     tokens: int
     seconds: float
-    sources: dict[str, int]  # micro-batches per training source
+    sources: Counter[str]  # micro-batches per training source
 
 
 class Trainer:
@@ -189,10 +190,10 @@ class Trainer:
         self.student.model.train()
         total, tokens = 0.0, 0
         parts: dict[str, float] = {}
-        sources: dict[str, int] = {}
+        sources: Counter[str] = Counter()
         for _ in range(self.config.grad_accum):
             batch, self.position = self.plan.at(self.position)
-            sources[batch.source] = sources.get(batch.source, 0) + 1
+            sources[batch.source] += 1
             loss, p, n = self.micro_batch(batch)
             (loss / self.config.grad_accum).backward()
             total += float(loss.detach()) / self.config.grad_accum
@@ -282,10 +283,7 @@ class Trainer:
         parts = {
             k: round(sum(s.parts[k] for s in window) / len(window), 4) for k in window[0].parts
         }
-        micro_batches: dict[str, int] = {}
-        for stats in window:
-            for source, n in stats.sources.items():
-                micro_batches[source] = micro_batches.get(source, 0) + n
+        micro_batches = sum((s.sources for s in window), Counter())
         record = {
             "event": "train",
             "step": self.step,
